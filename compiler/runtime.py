@@ -1,0 +1,276 @@
+"""Scalar numeric implementations of the primitive ops, by name.
+
+Every op in symgrad's op table names one function here (its ``impl``).  The
+tape engine calls them on Python floats; the code generator will call the same
+functions from generated code, so the tape engine and compiled code share one
+definition of every number, kinks included.
+
+Conventions (the IEEE/PyTorch ones, so that no input raises):
+
+* out-of-domain inputs give ``nan`` (``log(-1)``, ``sqrt(-1)``, ``asin(2)``),
+  poles give ``+-inf`` (``log(0) = -inf``), overflow gives ``inf``;
+* kinks: ``relu'(0) = 0``, ``sign(0) = 0`` (so ``|x|'(0) = 0``), and
+  ``heaviside(0, h0) = h0``;
+* comparisons and logic return ``1.0`` / ``0.0`` so every value is a float64.
+
+Functions take and return plain floats and use only :mod:`math`, so Numba can
+compile them unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+NAN = float("nan")
+INF = float("inf")
+
+
+# --- arithmetic -------------------------------------------------------------
+
+def add(*xs: float) -> float:
+    s = 0.0
+    for v in xs:
+        s += v
+    return s
+
+
+def mul(a: float, b: float) -> float:
+    return a * b
+
+
+def div(a: float, b: float) -> float:
+    """``a / b`` with IEEE semantics (``1/0 = inf``, ``0/0 = nan``), never raising."""
+    if b == 0.0:
+        if a == 0.0 or a != a:
+            return NAN
+        return INF if (a > 0.0) == (math.copysign(1.0, b) > 0.0) else -INF
+    return a / b
+
+
+def pow(a: float, b: float) -> float:  # noqa: A001 - the op's name
+    if a == 0.0:
+        if b > 0.0:
+            return 0.0
+        if b == 0.0:
+            return 1.0
+        return INF
+    if a < 0.0 and b != math.floor(b):
+        return NAN
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return INF if (a > 0.0 or b % 2.0 == 0.0) else -INF
+
+
+# --- exponentials and logarithms --------------------------------------------
+
+def exp(a: float) -> float:
+    try:
+        return math.exp(a)
+    except OverflowError:
+        return INF
+
+
+def expm1(a: float) -> float:
+    try:
+        return math.expm1(a)
+    except OverflowError:
+        return INF
+
+
+def log(a: float) -> float:
+    if a > 0.0:
+        return math.log(a)
+    if a == 0.0:
+        return -INF
+    return NAN
+
+
+def log1p(a: float) -> float:
+    if a > -1.0:
+        return math.log1p(a)
+    if a == -1.0:
+        return -INF
+    return NAN
+
+
+# --- trigonometric and hyperbolic ---------------------------------------------
+
+def sin(a: float) -> float:
+    return math.sin(a) if math.isfinite(a) else NAN
+
+
+def cos(a: float) -> float:
+    return math.cos(a) if math.isfinite(a) else NAN
+
+
+def tan(a: float) -> float:
+    return math.tan(a) if math.isfinite(a) else NAN
+
+
+def asin(a: float) -> float:
+    return math.asin(a) if -1.0 <= a <= 1.0 else NAN
+
+
+def acos(a: float) -> float:
+    return math.acos(a) if -1.0 <= a <= 1.0 else NAN
+
+
+def atan(a: float) -> float:
+    return math.atan(a)
+
+
+def atan2(a: float, b: float) -> float:
+    return math.atan2(a, b)
+
+
+def sinh(a: float) -> float:
+    try:
+        return math.sinh(a)
+    except OverflowError:
+        return INF if a > 0.0 else -INF
+
+
+def cosh(a: float) -> float:
+    try:
+        return math.cosh(a)
+    except OverflowError:
+        return INF
+
+
+def tanh(a: float) -> float:
+    return math.tanh(a)
+
+
+def erf(a: float) -> float:
+    return math.erf(a)
+
+
+# --- activations (numerically stable forms) ---------------------------------
+
+def relu(a: float) -> float:
+    return a if a > 0.0 else (a if a != a else 0.0)
+
+
+def sigmoid(a: float) -> float:
+    if a >= 0.0:
+        return 1.0 / (1.0 + math.exp(-a))
+    z = math.exp(a)
+    return z / (1.0 + z)
+
+
+def softplus(a: float) -> float:
+    # max(a, 0) + log1p(exp(-|a|)): no overflow for large |a|
+    if a != a:
+        return a
+    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+
+
+# --- non-smooth ---------------------------------------------------------------
+
+def abs_(a: float) -> float:
+    return abs(a)
+
+
+def sign(a: float) -> float:
+    if a > 0.0:
+        return 1.0
+    if a < 0.0:
+        return -1.0
+    return a  # 0.0, -0.0 or nan
+
+
+def heaviside(a: float, h0: float) -> float:
+    if a > 0.0:
+        return 1.0
+    if a < 0.0:
+        return 0.0
+    if a == 0.0:
+        return h0
+    return NAN
+
+
+def max2(a: float, b: float) -> float:
+    if a != a or b != b:
+        return NAN
+    return a if a >= b else b
+
+
+def min2(a: float, b: float) -> float:
+    if a != a or b != b:
+        return NAN
+    return a if a <= b else b
+
+
+def floor(a: float) -> float:
+    return float(math.floor(a)) if math.isfinite(a) else a
+
+
+def ceil(a: float) -> float:
+    return float(math.ceil(a)) if math.isfinite(a) else a
+
+
+def piecewise(*args: float) -> float:
+    """``piecewise(e1, c1, e2, c2, ...)``: the first ``e_i`` whose ``c_i`` is true."""
+    for i in range(0, len(args) - 1, 2):
+        if args[i + 1] != 0.0:
+            return args[i]
+    return NAN
+
+
+# --- comparisons and logic (1.0 / 0.0) ------------------------------------------
+
+def lt(a: float, b: float) -> float:
+    return 1.0 if a < b else 0.0
+
+
+def le(a: float, b: float) -> float:
+    return 1.0 if a <= b else 0.0
+
+
+def gt(a: float, b: float) -> float:
+    return 1.0 if a > b else 0.0
+
+
+def ge(a: float, b: float) -> float:
+    return 1.0 if a >= b else 0.0
+
+
+def eq(a: float, b: float) -> float:
+    return 1.0 if a == b else 0.0
+
+
+def ne(a: float, b: float) -> float:
+    return 1.0 if a != b else 0.0
+
+
+def and_(*xs: float) -> float:
+    for v in xs:
+        if v == 0.0:
+            return 0.0
+    return 1.0
+
+
+def or_(*xs: float) -> float:
+    for v in xs:
+        if v != 0.0:
+            return 1.0
+    return 0.0
+
+
+def not_(a: float) -> float:
+    return 1.0 if a == 0.0 else 0.0
+
+
+def lookup(name: str):
+    """Return the runtime function called ``name``.
+
+    Raises
+    ------
+    KeyError
+        If there is no such function.
+    """
+    fn = globals().get(name)
+    if fn is None or not callable(fn) or name.startswith("_") or name == "lookup":
+        raise KeyError(f"compiler.runtime has no function {name!r}")
+    return fn

@@ -1,0 +1,269 @@
+"""Reverse-mode differentiation over the DAG, and the public API built on it.
+
+The driver is the textbook one (micrograd's ``backward``, with SymPy
+expressions instead of floats):
+
+1. lower the outputs to a DAG (:mod:`symgrad.graph`);
+2. name every op node: the forward steps ``t_k = op(children)``;
+3. walk the nodes in reverse topological order; a node's adjoint is the sum
+   of the contributions its parents pushed to it (fan-out accumulates), and
+   it pushes ``adjoint * partial_i`` to each child, with the local partials
+   taken from the op table. Only nodes that depend on a ``wrt`` symbol get
+   adjoints, and a single-term adjoint that is already a name or a number is
+   an alias, not a new step.
+
+Each node's rule runs once, and every step expression has a size bounded by
+its op's rule, so building the program is linear in the DAG's size; there is
+no ``sympy.diff`` of whole expressions and no ``sympy.cse``. Jacobians run one
+reverse sweep per output over one shared DAG; Hessians are reverse-over-reverse
+(a Jacobian of the gradient expressions, which share subexpressions in memory
+and are hash-consed again by the lowering, so nothing swells).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import sympy as sp
+
+from symgrad.graph import CONST, OP, SYMBOL, Graph, lower
+from symgrad.program import GradientProgram, Namer, Step
+
+__all__ = ["gradient_program", "grad", "derivative", "jacobian", "hessian"]
+
+S = sp.S
+Scalar = Union[sp.Expr, int, float]
+
+
+def _as_expr(f, what: str = "f") -> sp.Basic:
+    if isinstance(f, sp.Basic):
+        if isinstance(f, (sp.MatrixBase, sp.MatrixExpr)):
+            raise TypeError(
+                f"{what} is a matrix; grad/derivative/hessian take a scalar expression "
+                f"(use sg.jacobian(list_of_expressions, wrt) for several outputs)")
+        return f
+    if isinstance(f, bool) or not isinstance(f, (int, float)):
+        if isinstance(f, str):
+            raise TypeError(
+                f"{what} is a string; build the expression with SymPy "
+                f"(x = sympy.Symbol('x'); f = x**2) rather than passing text")
+        raise TypeError(f"{what} must be a SymPy expression, got {type(f).__name__}")
+    return sp.Float(f) if isinstance(f, float) else sp.Integer(f)
+
+
+def _as_wrt(wrt) -> tuple:
+    if isinstance(wrt, sp.Basic) or isinstance(wrt, str):
+        raise TypeError(
+            f"wrt must be a list of symbols, got {wrt!r}; write [x] for one variable "
+            f"(or use sg.derivative(f, x))")
+    try:
+        items = tuple(wrt)
+    except TypeError:
+        raise TypeError(f"wrt must be a list of SymPy symbols, got {type(wrt).__name__}") from None
+    for i, w in enumerate(items):
+        if not isinstance(w, sp.Symbol):
+            kind = type(w).__name__
+            raise TypeError(
+                f"wrt[{i}] is {w!r} ({kind}), not a SymPy Symbol; symgrad differentiates "
+                f"with respect to symbols (substitute u = {w} with a new Symbol first)")
+    return items
+
+
+def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientProgram:
+    nodes = graph.nodes
+    n = len(nodes)
+
+    # forward steps: one name per op node
+    atom = [None] * n
+    steps: list = []
+    forward_exprs = {}
+    tprefix = namer.prefix("t")
+    k = 0
+    for node in nodes:
+        if node.kind == OP:
+            name = namer.fresh(f"{tprefix}{k}")
+            k += 1
+            atom[node.index] = name
+            steps.append(Step(name, node.op.rebuild(*[atom[c] for c in node.args]), "forward"))
+            forward_exprs[name] = node.expr
+        else:
+            atom[node.index] = node.expr
+
+    # which nodes depend on a wrt symbol (and so need adjoints)
+    wrt_ids = {graph.index_of(w) for w in wrt} - {None}
+    needs = [False] * n
+    for node in nodes:
+        if node.kind == SYMBOL:
+            needs[node.index] = node.index in wrt_ids
+        elif node.kind == OP:
+            needs[node.index] = any(needs[c] for c in node.args)
+
+    outputs = [atom[o] for o in graph.outputs]
+    gradients = []
+    for k_out, out in enumerate(graph.outputs):
+        suffix = f"_bar{k_out}" if multi else "_bar"
+        contributions: list = [None] * n
+        contributions[out] = [S.One]
+        adjoint = [None] * n
+        for i in range(out, -1, -1):
+            terms = contributions[i]
+            if terms is None or not needs[i]:
+                continue
+            node = nodes[i]
+            bar = terms[0] if len(terms) == 1 else sp.Add(*terms)
+            if node.kind == SYMBOL or not (bar.is_Atom):
+                name = namer.fresh(f"{atom[i]}{suffix}")
+                steps.append(Step(name, bar, "adjoint"))
+                bar = name
+            adjoint[i] = bar
+            if node.kind != OP:
+                continue
+            parts = node.op.partials(atom[i], *[atom[c] for c in node.args])
+            if len(parts) != len(node.args):
+                raise ValueError(
+                    f"the partials rule of op {node.op.name!r} returned {len(parts)} entries "
+                    f"for {len(node.args)} inputs; it must return one per input")
+            for c, p in zip(node.args, parts):
+                if p is None or not needs[c]:
+                    continue
+                p = sp.sympify(p, strict=True)
+                if p.is_zero is True and p.is_Number:
+                    continue
+                term = bar if p is S.One else bar * p
+                if contributions[c] is None:
+                    contributions[c] = [term]
+                else:
+                    contributions[c].append(term)
+        row = []
+        for w in wrt:
+            idx = graph.index_of(w)
+            row.append(S.Zero if idx is None or adjoint[idx] is None else adjoint[idx])
+        gradients.append(row)
+    return GradientProgram(wrt, steps, outputs, gradients, forward_exprs, graph.n_nodes)
+
+
+def _program(outputs: list, wrt: tuple, multi: bool) -> GradientProgram:
+    graph = lower(outputs)
+    namer = Namer(str(s) for s in graph.symbols + wrt)
+    return _reverse(graph, wrt, namer, multi)
+
+
+def gradient_program(f: Scalar, wrt: Sequence[sp.Symbol]) -> GradientProgram:
+    """The shared-subexpression program computing ``f`` and its gradient.
+
+    Parameters
+    ----------
+    f : sympy.Expr
+        Scalar expression.
+    wrt : sequence of Symbol
+        Variables to differentiate with respect to.
+
+    Returns
+    -------
+    GradientProgram
+        Printable (one line per step: forward values, then adjoints ending in
+        ``x_bar`` for each ``x`` in ``wrt``).
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> x, y = sp.symbols("x y")
+    >>> print(sg.gradient_program(x * sp.tanh(y), [x, y]))
+    # forward: 2 steps
+    t0 = tanh(y)
+    t1 = t0*x
+    # reverse: adjoints w.r.t. (x, y), output adjoint seeded with 1
+    x_bar = t0
+    y_bar = x*(1 - t0**2)
+    return t1, (x_bar, y_bar)
+    """
+    return _program([_as_expr(f)], _as_wrt(wrt), multi=False)
+
+
+def grad(f: Scalar, wrt: Sequence[sp.Symbol]) -> list:
+    """Gradient of a scalar expression, by reverse mode over its DAG.
+
+    Parameters
+    ----------
+    f : sympy.Expr
+        Scalar expression over the reals.
+    wrt : sequence of Symbol
+        Variables, in the order of the result.
+
+    Returns
+    -------
+    list of sympy.Expr
+        ``[df/dw for w in wrt]``, plain SymPy expressions (printable, LaTeX-able,
+        ``.subs(...).evalf()`` gives numbers).
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> x, y = sp.symbols("x y")
+    >>> sg.grad(x * sp.tanh(y) + sg.relu(x - y), [x, y])
+    [Heaviside(x - y, 0) + tanh(y), x*(1 - tanh(y)**2) - Heaviside(x - y, 0)]
+    """
+    _, grads = gradient_program(f, wrt).expressions()
+    return grads[0]
+
+
+def derivative(f: Scalar, x: sp.Symbol, order: int = 1) -> sp.Expr:
+    """The derivative ``d^order f / dx^order`` (reverse mode, repeated).
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> x = sp.Symbol("x")
+    >>> sg.derivative(sp.log(1 + x**2), x)
+    2*x/(x**2 + 1)
+    >>> sg.derivative(x**3, x, order=2)
+    6*x
+    """
+    if not isinstance(x, sp.Symbol):
+        raise TypeError(f"derivative: x must be a SymPy Symbol, got {x!r} ({type(x).__name__})")
+    if not isinstance(order, int) or order < 0:
+        raise ValueError(f"derivative: order must be a non-negative integer, got {order!r}")
+    result = _as_expr(f)
+    for _ in range(order):
+        result = grad(result, [x])[0]
+    return result
+
+
+def jacobian(fs: Sequence[Scalar], wrt: Sequence[sp.Symbol]) -> sp.Matrix:
+    """Jacobian matrix ``J[i, j] = d fs[i] / d wrt[j]``.
+
+    One reverse sweep per output over a single DAG shared by all outputs.
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> x, y = sp.symbols("x y")
+    >>> sg.jacobian([x * y, x + sp.sin(y)], [x, y])
+    Matrix([
+    [y,      x],
+    [1, cos(y)]])
+    """
+    if isinstance(fs, sp.MatrixBase):
+        fs = list(fs)
+    elif isinstance(fs, sp.Basic) or not hasattr(fs, "__iter__"):
+        raise TypeError("jacobian: fs must be a list of scalar expressions, e.g. [f, g]")
+    outs = [_as_expr(f, f"fs[{i}]") for i, f in enumerate(fs)]
+    w = _as_wrt(wrt)
+    _, grads = _program(outs, w, multi=len(outs) > 1).expressions()
+    return sp.Matrix(len(outs), len(w), lambda i, j: grads[i][j])
+
+
+def hessian(f: Scalar, wrt: Sequence[sp.Symbol]) -> sp.Matrix:
+    """Hessian matrix ``H[i, j] = d^2 f / (d wrt[i] d wrt[j])`` (reverse over reverse).
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> x, y = sp.symbols("x y")
+    >>> sg.hessian(x**2 * y, [x, y])
+    Matrix([
+    [2*y, 2*x],
+    [2*x,   0]])
+    """
+    w = _as_wrt(wrt)
+    return jacobian(grad(f, w), w)
