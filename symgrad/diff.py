@@ -69,6 +69,18 @@ def _as_wrt(wrt) -> tuple:
     return items
 
 
+def _times(bar: sp.Basic, p: sp.Basic) -> sp.Basic:
+    """``bar * p`` without SymPy's evaluation (assumption queries dominate
+    the cost of building a program otherwise); inlining re-evaluates."""
+    if p is S.One:
+        return bar
+    if bar is S.One:
+        return p
+    if p.is_Number:
+        return sp.Mul(p, bar, evaluate=False)
+    return sp.Mul(bar, p, evaluate=False)
+
+
 def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientProgram:
     nodes = graph.nodes
     n = len(nodes)
@@ -110,14 +122,15 @@ def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientPro
             if terms is None or not needs[i]:
                 continue
             node = nodes[i]
-            bar = terms[0] if len(terms) == 1 else sp.Add(*terms)
-            if node.kind == SYMBOL or not (bar.is_Atom):
+            bar = terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
+            if node.kind == SYMBOL:  # emitted last, in the order of wrt
+                adjoint[i] = bar
+                continue
+            if not bar.is_Atom:
                 name = namer.fresh(f"{atom[i]}{suffix}")
                 steps.append(Step(name, bar, "adjoint"))
                 bar = name
             adjoint[i] = bar
-            if node.kind != OP:
-                continue
             parts = node.op.partials(atom[i], *[atom[c] for c in node.args])
             if len(parts) != len(node.args):
                 raise ValueError(
@@ -127,17 +140,26 @@ def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientPro
                 if p is None or not needs[c]:
                     continue
                 p = sp.sympify(p, strict=True)
-                if p.is_zero is True and p.is_Number:
+                if p.is_Number and p.is_zero:
                     continue
-                term = bar if p is S.One else bar * p
+                term = _times(bar, p)
                 if contributions[c] is None:
                     contributions[c] = [term]
                 else:
                     contributions[c].append(term)
         row = []
+        named: dict = {}
         for w in wrt:
             idx = graph.index_of(w)
-            row.append(S.Zero if idx is None or adjoint[idx] is None else adjoint[idx])
+            if idx is None or adjoint[idx] is None:
+                row.append(S.Zero)
+            elif idx in named:  # w repeated in wrt
+                row.append(named[idx])
+            else:
+                name = namer.fresh(f"{w}{suffix}")
+                steps.append(Step(name, adjoint[idx], "adjoint"))
+                named[idx] = name
+                row.append(name)
         gradients.append(row)
     return GradientProgram(wrt, steps, outputs, gradients, forward_exprs, graph.n_nodes)
 
@@ -201,7 +223,7 @@ def grad(f: Scalar, wrt: Sequence[sp.Symbol]) -> list:
     >>> import sympy as sp, symgrad as sg
     >>> x, y = sp.symbols("x y")
     >>> sg.grad(x * sp.tanh(y) + sg.relu(x - y), [x, y])
-    [Heaviside(x - y, 0) + tanh(y), x*(1 - tanh(y)**2) - Heaviside(x - y, 0)]
+    [tanh(y) + Heaviside(x - y, 0), x*(1 - tanh(y)**2) - Heaviside(x - y, 0)]
     """
     _, grads = gradient_program(f, wrt).expressions()
     return grads[0]

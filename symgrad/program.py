@@ -128,7 +128,7 @@ class GradientProgram:
         lines.extend(str(s) for s in self.adjoint_steps)
         if len(self.outputs) == 1:
             grads = ", ".join(str(g) for g in self.gradients[0])
-            lines.append(f"return {self.outputs[0]}, ({grads})")
+            lines.append(f"return {self.outputs[0]}, ({grads}{',' if len(self.wrt) == 1 else ''})")
         else:
             for k, (o, row) in enumerate(zip(self.outputs, self.gradients)):
                 grads = ", ".join(str(g) for g in row)

@@ -82,7 +82,7 @@ def _piecewise_children(expr):
 
 
 def _piecewise_build(*args):
-    return sp.Piecewise(*zip(args[0::2], args[1::2]))
+    return sp.Piecewise(*zip(args[0::2], args[1::2]), evaluate=False)
 
 
 def _piecewise_partials(out, *args):

@@ -82,8 +82,15 @@ class Op:
         return self.children(expr) if self.children is not None else expr.args
 
     def rebuild(self, *args: sp.Basic) -> sp.Basic:
-        """The SymPy expression of this op applied to ``args``."""
-        return self.build(*args) if self.build is not None else self.head(*args)
+        """The SymPy expression of this op applied to ``args``, unevaluated
+        (SymPy's automatic simplification costs assumption queries and could
+        merge two ops into one)."""
+        if self.build is not None:
+            return self.build(*args)
+        try:
+            return self.head(*args, evaluate=False)
+        except TypeError:  # heads that take no `evaluate` keyword
+            return self.head(*args)
 
 
 _BY_HEAD: dict[Any, Op] = {}
