@@ -57,6 +57,16 @@ class Namer:
         return p
 
 
+def _inline(expr: sp.Basic, env: dict) -> sp.Basic:
+    """Substitute ``env`` into a (small) step expression, rebuilding every node
+    with SymPy's evaluation so the result is in SymPy's canonical form."""
+    if expr in env:
+        return env[expr]
+    if not expr.args:
+        return expr
+    return expr.func(*[_inline(a, env) for a in expr.args])
+
+
 class GradientProgram:
     """Forward values and reverse-mode adjoints as one straight-line program.
 
@@ -114,7 +124,7 @@ class GradientProgram:
         env = dict(self._forward_exprs)
         for step in self.steps:
             if step.kind == "adjoint":
-                env[step.name] = step.expr.xreplace(env)
+                env[step.name] = _inline(step.expr, env)
         sub = lambda a: env.get(a, a)  # noqa: E731
         return ([sub(o) for o in self.outputs],
                 [[sub(g) for g in row] for row in self.gradients])
