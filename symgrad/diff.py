@@ -22,6 +22,7 @@ and are hash-consed again by the lowering, so nothing swells).
 
 from __future__ import annotations
 
+import gc
 from typing import Sequence, Union
 
 import sympy as sp
@@ -165,9 +166,17 @@ def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientPro
 
 
 def _program(outputs: list, wrt: tuple, multi: bool) -> GradientProgram:
-    graph = lower(outputs)
-    namer = Namer(str(s) for s in graph.symbols + wrt)
-    return _reverse(graph, wrt, namer, multi)
+    # The build allocates millions of small objects and frees none of them:
+    # Python's cyclic GC would rescan them again and again (superlinear).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        graph = lower(outputs)
+        namer = Namer(str(s) for s in graph.symbols + wrt)
+        return _reverse(graph, wrt, namer, multi)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def gradient_program(f: Scalar, wrt: Sequence[sp.Symbol]) -> GradientProgram:
