@@ -72,6 +72,10 @@ class Value:
         inputs = self._inputs
         datas = [a.data if isinstance(a, Value) else a for a in inputs]
         parts = rule.tape_partials(self.data, *datas)
+        if len(parts) != len(inputs):  # zip() below would silently drop gradients
+            raise ValueError(
+                f"the tape_partials rule of op {rule.name!r} returned {len(parts)} entries "
+                f"for {len(inputs)} inputs; it must return one per input")
         g = self.grad
         for a, p in zip(inputs, parts):
             if p is not None and isinstance(a, Value):
