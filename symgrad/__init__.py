@@ -8,6 +8,7 @@ derivative against a tape engine (:class:`Value`) and finite differences.
 from symgrad import ops  # noqa: F401  (builds the op table)
 from symgrad import tape
 from symgrad.check import GradCheckReport, check_grad
+from symgrad.compile import CompiledFunction, compile  # noqa: A004
 from symgrad.diff import derivative, grad, gradient_program, hessian, jacobian
 from symgrad.errors import GradientMismatch, UnsupportedOperation
 from symgrad.functions import relu, sigmoid, softplus
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "grad", "derivative", "jacobian", "hessian", "gradient_program", "GradientProgram",
-    "Value", "tape", "check_grad", "GradCheckReport",
+    "Value", "tape", "check_grad", "GradCheckReport", "compile", "CompiledFunction",
     "relu", "sigmoid", "softplus",
     "register_op", "get_op", "all_ops", "Op",
     "UnsupportedOperation", "GradientMismatch",

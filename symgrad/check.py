@@ -127,15 +127,17 @@ def compare(report: GradCheckReport, reference: str = "symbolic") -> GradCheckRe
     return report
 
 
-def check_grad(f, wrt: Sequence[sp.Symbol], point: Optional[Mapping] = None, *,
+def check_grad(f, wrt, point: Optional[Mapping] = None, *,
                rtol: float = 1e-6, atol: float = 1e-8, raise_on_error: bool = True
                ) -> GradCheckReport:
     """Check a gradient three independent ways: symbolic, tape, finite differences.
 
     Parameters
     ----------
-    f : sympy.Expr
-        Scalar expression.
+    f : sympy.Expr or CompiledFunction
+        Scalar expression, or a compiled function (then call
+        ``check_grad(fn, point)``: its ``wrt`` is used and the compiled
+        gradient is checked against symbolic, tape and finite differences).
     wrt : sequence of Symbol
         Variables to differentiate with respect to.
     point : dict
@@ -158,6 +160,12 @@ def check_grad(f, wrt: Sequence[sp.Symbol], point: Optional[Mapping] = None, *,
     >>> report.ok, report.max_rel_err < 1e-8
     (True, True)
     """
+    from symgrad.compile import CompiledFunction
+
+    if isinstance(f, CompiledFunction):
+        if point is not None:
+            raise TypeError("check_grad(fn, point): a compiled function takes only the point")
+        return _check_compiled(f, wrt, rtol=rtol, atol=atol, raise_on_error=raise_on_error)
     if point is None:
         raise TypeError("check_grad(f, wrt, point): point {symbol: number} is required")
     expr = _as_expr(f)
@@ -177,6 +185,25 @@ def check_grad(f, wrt: Sequence[sp.Symbol], point: Optional[Mapping] = None, *,
         },
         rtol=rtol, atol=atol)
     compare(report)
+    if raise_on_error and not report.ok:
+        raise GradientMismatch(f"gradients disagree: {report.worst}\n{report}", report)
+    return report
+
+
+def _check_compiled(fn, point: Mapping, *, rtol: float, atol: float,
+                    raise_on_error: bool) -> GradCheckReport:
+    fn._need_scalar("check_grad")
+    report = check_grad(fn.exprs[0], fn.wrt, point, rtol=rtol, atol=atol, raise_on_error=False)
+    call_args = []
+    for kind, sym, _ in fn._specs:
+        if kind == "scalar":
+            call_args.append(report.point[sym])
+        else:
+            call_args.append(np.array([report.point[s] for s in sym]))
+    value, grads = fn.value_and_grad(*call_args)
+    report.gradients = {"compiled": np.asarray(grads, dtype=float), **report.gradients}
+    report.ok, report.worst, report.max_abs_err, report.max_rel_err = True, "", 0.0, 0.0
+    compare(report, reference="compiled")
     if raise_on_error and not report.ok:
         raise GradientMismatch(f"gradients disagree: {report.worst}\n{report}", report)
     return report

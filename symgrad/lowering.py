@@ -1,0 +1,55 @@
+"""From gradient programs (SymPy steps) to the compiler's SSA IR.
+
+Each step expression is lowered through the op table: an op node becomes
+``builder.op(op.impl, ...)`` and a named value refers to the IR value of its
+step. The IR builder then hash-conses and constant-folds across steps.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import sympy as sp
+
+from compiler.ir import Builder, Function
+from symgrad.errors import UnsupportedOperation
+from symgrad.graph import CONST, OP, SYMBOL, constant_value, lower
+from symgrad.program import GradientProgram
+
+__all__ = ["program_to_ir"]
+
+
+def program_to_ir(program: GradientProgram, slots: Mapping[sp.Symbol, int], n_inputs: int,
+                  outputs: Sequence[sp.Basic]) -> Function:
+    """SSA function computing ``outputs`` (atoms of ``program``) from input slots."""
+    b = Builder(n_inputs)
+    env: dict = {}
+
+    def value(atom: sp.Basic) -> int:
+        if atom in env:
+            return env[atom]
+        if atom in slots:
+            vid = b.input(slots[atom])
+            env[atom] = vid
+            return vid
+        if isinstance(atom, sp.Symbol):
+            raise ValueError(f"symbol {atom} has no value: add it to args")
+        return b.const(constant_value(atom))
+
+    for step in program.steps:
+        graph = lower(step.expr)
+        ids = [0] * len(graph.nodes)
+        for node in graph.nodes:
+            if node.kind == SYMBOL:
+                ids[node.index] = value(node.expr)
+            elif node.kind == CONST:
+                ids[node.index] = b.const(constant_value(node.expr))
+            else:
+                impl = node.op.impl
+                if not isinstance(impl, str):
+                    raise UnsupportedOperation(
+                        f"op {node.op.name!r} has a Python forward only and cannot be compiled; "
+                        f"use backend='python' or add it to compiler.runtime")
+                ids[node.index] = b.op(impl, *[ids[c] for c in node.args])
+        env[step.name] = ids[graph.outputs[0]]
+    return b.finish([value(o) for o in outputs])
