@@ -37,11 +37,12 @@ Scalar = Union[sp.Expr, int, float]
 
 
 def _as_expr(f, what: str = "f") -> sp.Basic:
+    # sp.Matrix (mutable) is not a Basic, so test for matrices first
+    if isinstance(f, (sp.MatrixBase, sp.MatrixExpr)):
+        raise TypeError(
+            f"{what} is a matrix; grad/derivative/hessian take a scalar expression "
+            f"(use sg.jacobian(list_of_expressions, wrt) for several outputs)")
     if isinstance(f, sp.Basic):
-        if isinstance(f, (sp.MatrixBase, sp.MatrixExpr)):
-            raise TypeError(
-                f"{what} is a matrix; grad/derivative/hessian take a scalar expression "
-                f"(use sg.jacobian(list_of_expressions, wrt) for several outputs)")
         return f
     if isinstance(f, bool) or not isinstance(f, (int, float)):
         if isinstance(f, str):

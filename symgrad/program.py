@@ -57,6 +57,20 @@ class Namer:
         return p
 
 
+def _count_ops(expr: sp.Basic) -> int:
+    consts = {}
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e.is_Atom:
+            continue
+        if not e.free_symbols:
+            consts[e] = sp.Dummy()
+        else:
+            stack.extend(e.args)
+    return int(sp.count_ops(expr.xreplace(consts) if consts else expr))
+
+
 def _inline(expr: sp.Basic, env: dict) -> sp.Basic:
     """Substitute ``env`` into a (small) step expression, rebuilding every node
     with SymPy's evaluation so the result is in SymPy's canonical form."""
@@ -107,8 +121,10 @@ class GradientProgram:
     @property
     def num_ops(self) -> int:
         """Arithmetic operations in the program, counted as ``sympy.count_ops``
-        counts them (``1 - t**2`` is SUB + POW = 2), summed over the steps."""
-        return sum(int(sp.count_ops(s.expr)) for s in self.steps)
+        counts them (``1 - t**2`` is SUB + POW = 2), summed over the steps.
+        Symbol-free subexpressions (``sqrt(pi)``) count as constants, since
+        code generation folds them."""
+        return sum(_count_ops(s.expr) for s in self.steps)
 
     def expressions(self) -> tuple[list, list]:
         """Inline the program into plain SymPy expressions.
@@ -122,9 +138,15 @@ class GradientProgram:
             in the original symbols, sharing subexpressions in memory.
         """
         env = dict(self._forward_exprs)
-        for step in self.steps:
-            if step.kind == "adjoint":
-                env[step.name] = _inline(step.expr, env)
+        try:
+            for step in self.steps:
+                if step.kind == "adjoint":
+                    env[step.name] = _inline(step.expr, env)
+        except RecursionError:
+            raise RecursionError(
+                "the derivative is too deep to build as one nested SymPy expression "
+                "(SymPy's constructors recurse on deep arguments); use "
+                "sg.gradient_program(f, wrt), which handles any depth, or sg.compile") from None
         sub = lambda a: env.get(a, a)  # noqa: E731
         return ([sub(o) for o in self.outputs],
                 [[sub(g) for g in row] for row in self.gradients])
