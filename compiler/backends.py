@@ -20,7 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-from compiler import runtime
 from compiler.codegen import source_hash
 
 __all__ = ["cache_dir", "load_python", "load_numba"]
@@ -92,7 +91,3 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True):
         sys.modules[modname] = module
         spec.loader.exec_module(module)
     return getattr(module, name), getattr(module, "batch", None), path, reused
-
-
-def lookup_runtime(name: str):
-    return runtime.lookup(name)

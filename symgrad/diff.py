@@ -27,7 +27,7 @@ from typing import Sequence, Union
 
 import sympy as sp
 
-from symgrad.graph import CONST, OP, SYMBOL, Graph, lower
+from symgrad.graph import OP, SYMBOL, Graph, lower
 from symgrad.program import GradientProgram, Namer, Step
 
 __all__ = ["gradient_program", "grad", "derivative", "jacobian", "hessian"]

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import sympy as sp
 
-from symgrad.graph import CONST, OP, SYMBOL, Graph, constant_value, lower
+from symgrad.graph import OP, SYMBOL, Graph, constant_value, lower
 
 __all__ = ["evaluate", "evaluate_graph", "evaluate_program", "as_point"]
 

@@ -13,7 +13,7 @@ import sympy as sp
 
 from compiler.ir import Builder, Function
 from symgrad.errors import UnsupportedOperation
-from symgrad.graph import CONST, OP, SYMBOL, constant_value, lower
+from symgrad.graph import CONST, SYMBOL, constant_value, lower
 from symgrad.program import GradientProgram
 
 __all__ = ["program_to_ir"]

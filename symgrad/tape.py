@@ -19,7 +19,7 @@ from typing import Mapping, Union
 
 import sympy as sp
 
-from symgrad.graph import CONST, OP, SYMBOL, constant_value, lower
+from symgrad.graph import OP, SYMBOL, constant_value, lower
 from symgrad.ops import registry
 from symgrad.ops.registry import Op, all_ops, get_op
 
