@@ -81,8 +81,9 @@ class CompiledFunction:
         self.n_inputs = len(self._flat)
         self.n_outputs = len(exprs)
         grads = [g for row in self.program.gradients for g in row]
-        self.ir = program_to_ir(self.program, slots, self.n_inputs, list(self.program.outputs) + grads)
-        self.ir_forward = program_to_ir(self.program, slots, self.n_inputs, list(self.program.outputs))
+        values = list(self.program.outputs)
+        self.ir, self.ir_forward = program_to_ir(self.program, slots, self.n_inputs,
+                                                 values + grads, values)
         self.source = python_source(self.ir, "value_and_grad")
         self.source_forward = python_source(self.ir_forward, "forward")
         self._load()

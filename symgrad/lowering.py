@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import sympy as sp
 
-from compiler.ir import Builder, Function
+from compiler.ir import Builder
 from symgrad.errors import UnsupportedOperation
 from symgrad.graph import CONST, SYMBOL, constant_value, lower
 from symgrad.program import GradientProgram
@@ -20,8 +20,12 @@ __all__ = ["program_to_ir"]
 
 
 def program_to_ir(program: GradientProgram, slots: Mapping[sp.Symbol, int], n_inputs: int,
-                  outputs: Sequence[sp.Basic]) -> Function:
-    """SSA function computing ``outputs`` (atoms of ``program``) from input slots."""
+                  *output_sets: Sequence[sp.Basic]) -> tuple:
+    """One SSA function per output set (atoms of ``program``), from input slots.
+
+    The program is lowered once; each function is the dead-code-eliminated
+    slice of it that its outputs need.
+    """
     b = Builder(n_inputs)
     env: dict = {}
 
@@ -52,4 +56,4 @@ def program_to_ir(program: GradientProgram, slots: Mapping[sp.Symbol, int], n_in
                         f"use backend='python' or add it to compiler.runtime")
                 ids[node.index] = b.op(impl, *[ids[c] for c in node.args])
         env[step.name] = ids[graph.outputs[0]]
-    return b.finish([value(o) for o in outputs])
+    return tuple(b.finish([value(o) for o in outputs]) for outputs in output_sets)
