@@ -26,6 +26,7 @@ __all__ = ["cache_dir", "load_python", "load_numba"]
 
 _PY_HEADER = "from compiler.runtime import *\nfrom compiler.runtime import pow as pow_, NAN, INF\n"
 _NB_HEADER = (
+    "import numpy as np\n"
     "from numba import njit, prange\n"
     "from compiler.nbruntime import *\n"
     "from compiler.nbruntime import pow_, NAN, INF\n"
@@ -59,16 +60,23 @@ def _versions() -> str:
     return f"numba {numba.__version__} numpy {numpy.__version__} py {sys.version_info[:3]}"
 
 
-def load_numba(source: str, name: str = "kernel", batch: bool = True):
+def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str = ""):
     """Compile kernel source with Numba through a cached ``.py`` file.
+
+    ``entry`` is optional extra source (see :func:`compiler.codegen.entry_source`)
+    defining ``entry``, jitted alongside the kernel.
 
     Returns
     -------
-    (kernel, batch_kernel or None, path, reused)
-        ``reused`` is True when the file already existed (compiled code is
-        then loaded from Numba's on-disk cache next to it).
+    (module, path, reused)
+        The module holds ``name``, ``batch`` (a ``prange`` loop over rows)
+        and ``entry`` when requested; ``reused`` is True when the file
+        already existed (compiled code is then loaded from Numba's on-disk
+        cache next to it). Numba compiles each function on first call.
     """
     module_src = [_NB_HEADER, "\n", "@njit(cache=True, error_model='numpy', nogil=True)\n", source]
+    if entry:
+        module_src += ["\n\n@njit(cache=True, error_model='numpy')\n", entry]
     if batch:
         module_src.append(
             "\n\n@njit(cache=True, error_model='numpy', parallel=True)\n"
@@ -90,4 +98,4 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True):
         module = importlib.util.module_from_spec(spec)
         sys.modules[modname] = module
         spec.loader.exec_module(module)
-    return getattr(module, name), getattr(module, "batch", None), path, reused
+    return module, path, reused

@@ -14,7 +14,7 @@ import hashlib
 
 from compiler.ir import CONST, INPUT, Function
 
-__all__ = ["python_source", "source_hash"]
+__all__ = ["python_source", "source_hash", "entry_source"]
 
 
 def _expr(op: str, args: list, consts: dict, ref: dict) -> str:
@@ -89,3 +89,42 @@ def source_hash(*parts: str) -> str:
         h.update(p.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
+
+
+def entry_source(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int,
+                 result: str) -> str:
+    """A Numba entry point taking the user's arguments directly.
+
+    ``layout`` gives, per argument, ``(start, length)`` in the flat input
+    vector (``length`` None for a float argument). ``result`` is ``"tuple"``
+    (``out[0], out[1:]``: value and gradient), ``"scalar"`` (``out[0]``) or
+    ``"array"`` (``out``). Saves the Python-side packing on small calls.
+
+    Examples
+    --------
+    >>> print(entry_source("k", "entry", [(0, None), (1, 3)], 4, 4, "tuple"), end="")
+    def entry(a0, a1):
+        inp = np.empty(4)
+        inp[0] = a0
+        for j in range(3):
+            inp[1 + j] = a1[j]
+        out = np.empty(4)
+        k(inp, out)
+        return out[0], out[1:]
+    """
+    for ident in (kernel, name):
+        if not ident.isidentifier():
+            raise ValueError(f"{ident!r} is not an identifier")
+    params = ", ".join(f"a{i}" for i in range(len(layout)))
+    lines = [f"def {name}({params}):", f"    inp = np.empty({int(n_inputs)})"]
+    for i, (start, length) in enumerate(layout):
+        if length is None:
+            lines.append(f"    inp[{int(start)}] = a{i}")
+        else:
+            lines.append(f"    for j in range({int(length)}):")
+            lines.append(f"        inp[{int(start)} + j] = a{i}[j]")
+    lines.append(f"    out = np.empty({int(n_outputs)})")
+    lines.append(f"    {kernel}(inp, out)")
+    returns = {"tuple": "out[0], out[1:]", "scalar": "out[0]", "array": "out"}
+    lines.append(f"    return {returns[result]}")
+    return "\n".join(lines) + "\n"

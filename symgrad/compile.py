@@ -20,14 +20,19 @@ import numpy as np
 import sympy as sp
 
 from compiler import backends
-from compiler.codegen import python_source
+from compiler.codegen import entry_source, python_source
+from compiler.llvmgen import SUPPORTED_OPS
 from symgrad.diff import _as_expr, _program
 from symgrad.graph import lower
 from symgrad.lowering import program_to_ir
 
 __all__ = ["compile", "CompiledFunction"]
 
-_BACKENDS = ("auto", "numba", "python")
+_BACKENDS = ("auto", "numba", "llvm", "python")
+AUTO_NUMBA_MAX = 400
+"""SSA values up to which ``backend="auto"`` uses Numba (compiles in well
+under a second and gets the lowest call overhead); bigger straight-line
+kernels go to LLVM directly, whose compile time stays linear."""
 
 
 def _flatten_args(args) -> tuple[list, list]:
@@ -54,27 +59,30 @@ class CompiledFunction:
     """A compiled expression (or list of expressions) with its derivatives.
 
     Built by :func:`symgrad.compile`. Call it like the formula: one float (or
-    1-D array for an array argument) per entry of ``args``.
+    1-D array for an array argument) per entry of ``args``; pass 1-D arrays
+    of length n for float arguments (``(n, k)`` for array arguments) to
+    evaluate n points in parallel.
     """
 
     def __init__(self, exprs: list, args, wrt, backend: str) -> None:
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         self.exprs = exprs
         self.args = tuple(args)
         self._specs, self._flat = _flatten_args(args)
         wrt_list = self._flat if wrt is None else _flatten_args(wrt)[1]
-        missing_wrt = [w for w in wrt_list if w not in self._flat]
+        bound = set(self._flat)
+        missing_wrt = [w for w in wrt_list if w not in bound]
         if missing_wrt:
             raise ValueError(f"wrt symbols {missing_wrt} are not in args")
         self.wrt = tuple(wrt_list)
+        self._requested = backend
         free = lower(exprs).symbols
-        unbound = [s for s in free if s not in set(self._flat)]
+        unbound = [s for s in free if s not in bound]
         if unbound:
             raise ValueError(
                 f"free symbols {', '.join(map(str, unbound))} are not in args; "
                 f"add them to args (or substitute numbers for them)")
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-        self.backend = "numba" if backend == "auto" else backend
 
         self.program = _program(exprs, self.wrt, multi=len(exprs) > 1)
         slots = {s: i for i, s in enumerate(self._flat)}
@@ -86,18 +94,58 @@ class CompiledFunction:
                                                  values + grads, values)
         self.source = python_source(self.ir, "value_and_grad")
         self.source_forward = python_source(self.ir_forward, "forward")
+        self.backend = backend if backend != "auto" else self._auto_backend()
+        self._hessian_fn: Optional[CompiledFunction] = None
         self._load()
 
+    def _auto_backend(self) -> str:
+        ops = {ins.op for ins in self.ir.instrs}
+        if len(self.ir) <= AUTO_NUMBA_MAX or not ops <= SUPPORTED_OPS | {"input", "const"}:
+            return "numba"
+        return "llvm"
+
     def _load(self) -> None:
+        layout = [(start, None if kind == "scalar" else len(sym)) for kind, sym, start in self._specs]
+        single = self.n_outputs == 1
+        self.cache_path, self.cache_reused = None, False
+        self._modules = ()
+        fast_vg = fast_fw = None
         if self.backend == "python":
-            self._vg = backends.load_python(self.source, "value_and_grad")
-            self._fw = backends.load_python(self.source_forward, "forward")
-            self._vg_batch = self._fw_batch = None
-            self.cache_path, self.cache_reused = None, False
+            vg = backends.load_python(self.source, "value_and_grad")
+            fw = backends.load_python(self.source_forward, "forward")
+            # plain Python floats in (not NumPy scalars): IEEE results, no warnings
+            self._vg = _Kernel(lambda inp, out: vg(inp.tolist(), out), None)
+            self._fw = _Kernel(lambda inp, out: fw(inp.tolist(), out), None)
+        elif self.backend == "numba":
+            width = len(self.ir.outputs)
+            mod_vg, self.cache_path, self.cache_reused = backends.load_numba(
+                self.source, "value_and_grad",
+                entry=entry_source("value_and_grad", "entry", layout, self.n_inputs, width,
+                                   "tuple" if single else "array"))
+            mod_fw, _, _ = backends.load_numba(
+                self.source_forward, "forward",
+                entry=entry_source("forward", "entry", layout, self.n_inputs, self.n_outputs,
+                                   "scalar" if single else "array"))
+            self._modules = (mod_vg, mod_fw)
+            self._vg = _Kernel(mod_vg.value_and_grad, mod_vg.batch)
+            self._fw = _Kernel(mod_fw.forward, mod_fw.batch)
+            if single:
+                fast_vg, fast_fw = mod_vg.entry, mod_fw.entry
         else:
-            self._vg, self._vg_batch, self.cache_path, self.cache_reused = \
-                backends.load_numba(self.source, "value_and_grad")
-            self._fw, self._fw_batch, _, _ = backends.load_numba(self.source_forward, "forward")
+            from compiler.llvmjit import load_llvm
+
+            kvg = load_llvm(self.ir)
+            self.cache_path, self.cache_reused = kvg.path, kvg.reused
+            self._vg = _Kernel(kvg.call, kvg.call_batch)
+            self._fw = _LazyKernel(lambda: load_llvm(self.ir_forward))  # compiled on first call
+            self.native = kvg
+            self._modules = (kvg,)
+        if fast_vg is not None:
+            self.value_and_grad = _fast_dispatch(self._specs, fast_vg, self._value_and_grad,
+                                                 CompiledFunction.value_and_grad.__doc__)
+            self._call = _fast_dispatch(self._specs, fast_fw, self._forward, None)
+        else:
+            self._call = self._forward
 
     # -- argument packing ----------------------------------------------------------
     def _pack(self, call_args) -> tuple[np.ndarray, Optional[int]]:
@@ -108,6 +156,8 @@ class CompiledFunction:
         arrays = []
         for spec, value in zip(self._specs, call_args):
             kind, sym, _ = spec
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"argument {_spec_name(spec)} must be numeric, got {value!r}")
             try:
                 arr = np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError):
@@ -144,40 +194,55 @@ class CompiledFunction:
 
     def _run(self, call_args, with_grad: bool) -> tuple[np.ndarray, Optional[int]]:
         flat, n = self._pack(call_args)
-        kernel, batch = (self._vg, self._vg_batch) if with_grad else (self._fw, self._fw_batch)
+        kernel = self._vg if with_grad else self._fw
         width = len(self.ir.outputs) if with_grad else self.n_outputs
         if n is None:
             out = np.empty(width)
-            kernel(flat, out)
+            kernel.call(flat, out)
         else:
             out = np.empty((n, width))
-            if batch is not None:
-                batch(flat, out)
-            else:
-                for i in range(n):
-                    kernel(flat[i], out[i])
+            kernel.call_batch(flat, out)
         return out, n
 
     # -- public calls -----------------------------------------------------------------
     def __call__(self, *args) -> Union[float, np.ndarray]:
-        """Value(s) of the expression(s)."""
+        """Value(s) of the expression(s): a float, or ``(n,)`` batched
+        (several outputs: ``(n_outputs,)``, batched ``(n, n_outputs)``)."""
+        return self._call(*args)
+
+    def _forward(self, *args):
         out, n = self._run(args, with_grad=False)
         if self.n_outputs == 1:
             return float(out[0]) if n is None else out[:, 0]
         return out
 
-    def value_and_grad(self, *args) -> tuple:
-        """``(value, gradient)`` from one fused kernel; batched calls give
-        values ``(n,)`` and gradients ``(n, len(wrt))``."""
+    def value_and_grad(self, *args, reduce: Optional[str] = None) -> tuple:
+        """``(value, gradient)`` from one fused kernel.
+
+        Batched calls give values ``(n,)`` and gradients ``(n, len(wrt))``;
+        ``reduce="sum"`` or ``"mean"`` reduces both over the batch (a float
+        and a ``(len(wrt),)`` array).
+        """
+        return self._value_and_grad(*args, reduce=reduce)
+
+    def _value_and_grad(self, *args, reduce: Optional[str] = None) -> tuple:
         self._need_scalar("value_and_grad")
+        if reduce not in (None, "sum", "mean"):
+            raise ValueError(f"reduce must be None, 'sum' or 'mean', got {reduce!r}")
         out, n = self._run(args, with_grad=True)
         if n is None:
             return float(out[0]), out[1:]
-        return out[:, 0], out[:, 1:]
+        if reduce is None:
+            return out[:, 0], out[:, 1:]
+        total = out.sum(axis=0)
+        if reduce == "mean":
+            total /= max(n, 1)
+        return float(total[0]), total[1:]
 
-    def grad(self, *args) -> np.ndarray:
-        """Gradient w.r.t. ``wrt`` (shape ``(len(wrt),)``, or ``(n, len(wrt))`` batched)."""
-        return self.value_and_grad(*args)[1]
+    def grad(self, *args, reduce: Optional[str] = None) -> np.ndarray:
+        """Gradient w.r.t. ``wrt``: ``(len(wrt),)``, batched ``(n, len(wrt))``
+        (``reduce="sum"``/``"mean"`` reduces over the batch)."""
+        return self.value_and_grad(*args, reduce=reduce)[1]
 
     def jacobian(self, *args) -> np.ndarray:
         """Jacobian ``(n_outputs, len(wrt))`` (batched: ``(n, n_outputs, len(wrt))``)."""
@@ -187,15 +252,122 @@ class CompiledFunction:
             return out[m:].reshape(m, k)
         return out[:, m:].reshape(n, m, k)
 
+    def hessian(self, *args) -> np.ndarray:
+        """Hessian ``(len(wrt), len(wrt))`` of a scalar output (batched:
+        ``(n, len(wrt), len(wrt))``). Compiled on first use: the gradient's
+        own Jacobian, reverse over reverse, with the same back end."""
+        self._need_scalar("hessian")
+        if self._hessian_fn is None:
+            _, grads = self.program.expressions()
+            self._hessian_fn = CompiledFunction(list(grads[0]), self.args, list(self.wrt),
+                                                self._requested)
+        return self._hessian_fn.jacobian(*args)
+
+    @property
+    def cache_hits(self) -> int:
+        """How many native functions this process loaded from the disk cache
+        instead of compiling (Numba: jitted functions so far called; LLVM:
+        kernel object files)."""
+        hits = 0
+        for mod in self._modules:
+            if hasattr(mod, "reused"):
+                hits += int(mod.reused)
+                continue
+            for f in ("value_and_grad", "forward", "batch", "entry"):
+                disp = getattr(mod, f, None)
+                if disp is not None:
+                    hits += sum(disp.stats.cache_hits.values())
+        return hits
+
+    @property
+    def llvm_ir(self) -> str:
+        """The LLVM IR the llvm back end compiles for ``value_and_grad``."""
+        from compiler.llvmgen import llvm_module
+
+        return llvm_module(self.ir, "value_and_grad")
+
     def _need_scalar(self, what: str) -> None:
         if self.n_outputs != 1:
             raise ValueError(f"{what} needs a single scalar output; this function has "
                              f"{self.n_outputs} outputs: use jacobian()")
 
+    def __reduce__(self):
+        # rebuilt in the new process; the compiled code comes from the disk cache
+        return (_rebuild, (self.exprs, self.args, self.wrt, self._requested))
+
     def __repr__(self) -> str:
         return (f"<CompiledFunction {self.backend}: {self.n_outputs} output(s), "
                 f"args=({', '.join(_spec_name(s) for s in self._specs)}), "
                 f"wrt={len(self.wrt)} vars, {len(self.ir)} SSA values>")
+
+
+class _Kernel:
+    """One back end's ``call(inp, out)`` and ``call_batch(inp2d, out2d)``."""
+
+    __slots__ = ("call", "_batch")
+
+    def __init__(self, call, batch) -> None:
+        self.call = call
+        self._batch = batch
+
+    def call_batch(self, inp: np.ndarray, out: np.ndarray) -> None:
+        if self._batch is not None:
+            self._batch(inp, out)
+        else:
+            for i in range(inp.shape[0]):
+                self.call(inp[i], out[i])
+
+
+class _LazyKernel:
+    """A kernel compiled on first use (the forward-only llvm kernel: models
+    mostly need value_and_grad, so its compile is not paid up front)."""
+
+    def __init__(self, load) -> None:
+        self._load, self._kernel = load, None
+
+    def _get(self):
+        if self._kernel is None:
+            self._kernel = self._load()
+        return self._kernel
+
+    def call(self, inp: np.ndarray, out: np.ndarray) -> None:
+        self._get().call(inp, out)
+
+    def call_batch(self, inp: np.ndarray, out: np.ndarray) -> None:
+        self._get().call_batch(inp, out)
+
+
+def _rebuild(exprs, args, wrt, backend) -> "CompiledFunction":
+    return CompiledFunction(list(exprs), args, list(wrt), backend)
+
+
+def _fast_dispatch(specs, fast, slow, doc):
+    """A Python function that sends single-point calls with exact float /
+    float64-vector arguments straight to the jitted entry and everything
+    else (batches, ints, lists, bad input, ``reduce=``) to ``slow``.
+
+    Generated from argument positions only (no user text)."""
+    n = len(specs)
+    names = [f"a{i}" for i in range(n)]
+    checks = []
+    for (kind, sym, _), a in zip(specs, names):
+        if kind == "scalar":
+            checks.append(f"type({a}) is float")
+        else:
+            checks.append(f"type({a}) is ndarray and {a}.ndim == 1 and {a}.shape[0] == {len(sym)} "
+                          f"and {a}.dtype is F64")
+    params = ", ".join(names)
+    src = (f"def dispatch(*args, **kw):\n"
+           f"    if len(args) == {n} and not kw:\n"
+           f"        {params}{',' if n == 1 else ''} = args\n"
+           f"        if {' and '.join(checks) or 'True'}:\n"
+           f"            return fast({params})\n"
+           f"    return slow(*args, **kw)\n")
+    namespace = {"fast": fast, "slow": slow, "ndarray": np.ndarray, "F64": np.dtype(np.float64)}
+    exec(src, namespace)  # noqa: S102 - built from argument positions and lengths only
+    dispatch = namespace["dispatch"]
+    dispatch.__doc__ = doc
+    return dispatch
 
 
 def _spec_name(spec) -> str:
@@ -216,8 +388,10 @@ def compile(exprs, args: Sequence, wrt: Optional[Sequence] = None, *,  # noqa: A
     wrt : list, optional
         Variables to differentiate with respect to (same forms as ``args``);
         default: all of ``args``.
-    backend : {"auto", "numba", "python"}
-        ``"python"`` runs the generated source in pure Python (debugging).
+    backend : {"auto", "numba", "llvm", "python"}
+        ``"auto"``: Numba up to :data:`AUTO_NUMBA_MAX` SSA values, LLVM (via
+        llvmlite, in bounded chunks) above; ``"python"`` runs the generated
+        source in pure Python (debugging). All give the same numbers.
 
     Returns
     -------

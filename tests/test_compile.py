@@ -135,7 +135,7 @@ def test_generated_code_is_byte_identical_across_processes_and_cached(tmp_path):
         "x, y = sp.symbols('x y')\n"
         "fn = sg.compile(x*sp.tanh(y) + sp.exp(x*y)/(1 + y**2), [x, y])\n"
         "fn.value_and_grad(0.5, 0.25)\n"
-        "print(fn.cache_reused, sum(fn._vg.stats.cache_hits.values()))\n"
+        "print(fn.cache_reused, fn.cache_hits)\n"
         "print(fn.source)\n")
     env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
