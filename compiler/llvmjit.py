@@ -142,6 +142,34 @@ class LLVMKernel:
         for w in workers:
             w.join()
 
+    def point_caller(self, result: str):
+        """A Python callable ``f(*floats)`` for one point, cheaper than :meth:`call`
+        (ctypes arrays instead of NumPy address lookups). ``result``:
+        ``"tuple"`` -> ``(out[0], out[1:])``, ``"scalar"`` -> ``out[0]``,
+        ``"array"`` -> ``out``."""
+        in_t = ctypes.c_double * max(self.n_inputs, 1)
+        out_t = ctypes.c_double * max(self.n_outputs, 1)
+        ptr = ctypes.POINTER(ctypes.c_double)
+        raw = ctypes.CFUNCTYPE(None, ptr, ptr)(self.address)
+        rest = self.n_outputs > 1
+
+        def as_tuple(*args):
+            buf = out_t()
+            raw(in_t(*args), buf)
+            return buf[0], (np.frombuffer(buf, offset=8) if rest else np.empty(0))
+
+        def as_scalar(*args):
+            buf = out_t()
+            raw(in_t(*args), buf)
+            return buf[0]
+
+        def as_array(*args):
+            buf = out_t()
+            raw(in_t(*args), buf)
+            return np.frombuffer(buf)
+
+        return {"tuple": as_tuple, "scalar": as_scalar, "array": as_array}[result]
+
     @property
     def numba_function(self):
         """An ``ExternalFunction`` Numba-jitted code can call as ``f(inp.ctypes, out.ctypes)``."""

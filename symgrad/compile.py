@@ -140,10 +140,13 @@ class CompiledFunction:
             self._fw = _LazyKernel(lambda: load_llvm(self.ir_forward))  # compiled on first call
             self.native = kvg
             self._modules = (kvg,)
+            if single and all(kind == "scalar" for kind, _, _ in self._specs):
+                fast_vg = kvg.point_caller("tuple")
+                fast_fw = _LazyPoint(lambda: load_llvm(self.ir_forward).point_caller("scalar"))
         if fast_vg is not None:
             self.value_and_grad = _fast_dispatch(self._specs, fast_vg, self._value_and_grad,
-                                                 CompiledFunction.value_and_grad.__doc__)
-            self._call = _fast_dispatch(self._specs, fast_fw, self._forward, None)
+                                                 CompiledFunction.value_and_grad.__doc__, True)
+            self._call = _fast_dispatch(self._specs, fast_fw, self._forward, None, False)
         else:
             self._call = self._forward
 
@@ -337,18 +340,33 @@ class _LazyKernel:
         self._get().call_batch(inp, out)
 
 
+class _LazyPoint:
+    """``point_caller`` of a kernel compiled on first use."""
+
+    def __init__(self, make) -> None:
+        self._make, self._fn = make, None
+
+    def __call__(self, *args):
+        if self._fn is None:
+            self._fn = self._make()
+        return self._fn(*args)
+
+
 def _rebuild(exprs, args, wrt, backend) -> "CompiledFunction":
     return CompiledFunction(list(exprs), args, list(wrt), backend)
 
 
-def _fast_dispatch(specs, fast, slow, doc):
+def _fast_dispatch(specs, fast, slow, doc, with_reduce: bool):
     """A Python function that sends single-point calls with exact float /
-    float64-vector arguments straight to the jitted entry and everything
-    else (batches, ints, lists, bad input, ``reduce=``) to ``slow``.
+    float64-vector arguments straight to the native entry and everything
+    else (batches, ints, lists, bad input, ``reduce=``) to ``slow``, which
+    checks and packs.
 
-    Generated from argument positions only (no user text)."""
-    n = len(specs)
-    names = [f"a{i}" for i in range(n)]
+    Generated from argument positions only (no user text); positional
+    parameters with a sentinel default keep the fast path to a few type
+    checks while wrong argument counts still reach ``slow``'s message.
+    """
+    names = [f"a{i}" for i in range(len(specs))]
     checks = []
     for (kind, sym, _), a in zip(specs, names):
         if kind == "scalar":
@@ -356,18 +374,25 @@ def _fast_dispatch(specs, fast, slow, doc):
         else:
             checks.append(f"type({a}) is ndarray and {a}.ndim == 1 and {a}.shape[0] == {len(sym)} "
                           f"and {a}.dtype is F64")
-    params = ", ".join(names)
-    src = (f"def dispatch(*args, **kw):\n"
-           f"    if len(args) == {n} and not kw:\n"
-           f"        {params}{',' if n == 1 else ''} = args\n"
-           f"        if {' and '.join(checks) or 'True'}:\n"
-           f"            return fast({params})\n"
-           f"    return slow(*args, **kw)\n")
-    namespace = {"fast": fast, "slow": slow, "ndarray": np.ndarray, "F64": np.dtype(np.float64)}
+    if with_reduce:
+        checks.append("reduce is None")
+    params = ", ".join(f"{a}=MISSING" for a in names)
+    kw = ", reduce=None" if with_reduce else ""
+    src = (f"def dispatch({params}{', ' if names else ''}*more{kw}):\n"
+           f"    if {' and '.join(checks) or 'True'} and not more:\n"
+           f"        return fast({', '.join(names)})\n"
+           f"    args = [a for a in ({', '.join(names)}{',' if len(names) == 1 else ''}) "
+           f"if a is not MISSING]\n"
+           f"    return slow(*args, *more{', reduce=reduce' if with_reduce else ''})\n")
+    namespace = {"fast": fast, "slow": slow, "ndarray": np.ndarray, "F64": np.dtype(np.float64),
+                 "MISSING": _MISSING}
     exec(src, namespace)  # noqa: S102 - built from argument positions and lengths only
     dispatch = namespace["dispatch"]
     dispatch.__doc__ = doc
     return dispatch
+
+
+_MISSING = object()
 
 
 def _spec_name(spec) -> str:
