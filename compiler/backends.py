@@ -10,7 +10,7 @@
 
 Every kernel has the signature ``kernel(inp, out)`` (flat float64 arrays);
 the numba back end also provides ``batch(inp2d, out2d)``, a ``prange`` loop
-over rows.
+over points stored as columns: ``inp`` is ``(n_inputs, n)``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,26 @@ _NB_HEADER = (
     "from compiler.nbruntime import *\n"
     "from compiler.nbruntime import pow_, NAN, INF\n"
 )
+
+
+# points are columns of (n_inputs, n) / (n_outputs, n) arrays; each thread
+# gathers a column into a small buffer, runs the kernel, scatters the result
+_NB_BATCH = """
+
+@njit(cache=True, error_model='numpy', parallel=True)
+def batch(inp, out):
+    n = inp.shape[1]
+    n_chunks = (n + 255) // 256
+    for c in prange(n_chunks):
+        bi = np.empty(inp.shape[0])
+        bo = np.empty(out.shape[0])
+        for i in range(c * 256, min(c * 256 + 256, n)):
+            for k in range(inp.shape[0]):
+                bi[k] = inp[k, i]
+            {name}(bi, bo)
+            for k in range(out.shape[0]):
+                out[k, i] = bo[k]
+"""
 
 
 def cache_dir() -> Path:
@@ -69,7 +89,7 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
     Returns
     -------
     (module, path, reused)
-        The module holds ``name``, ``batch`` (a ``prange`` loop over rows)
+        The module holds ``name``, ``batch`` (a ``prange`` loop over columns)
         and ``entry`` when requested; ``reused`` is True when the file
         already existed (compiled code is then loaded from Numba's on-disk
         cache next to it). Numba compiles each function on first call.
@@ -78,11 +98,7 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
     if entry:
         module_src += ["\n\n@njit(cache=True, error_model='numpy')\n", entry]
     if batch:
-        module_src.append(
-            "\n\n@njit(cache=True, error_model='numpy', parallel=True)\n"
-            f"def batch(inp, out):\n"
-            f"    for i in prange(inp.shape[0]):\n"
-            f"        {name}(inp[i], out[i])\n")
+        module_src.append(_NB_BATCH.format(name=name))
     text = "".join(module_src)
     digest = source_hash(text, _versions())
     modname = f"symgrad_k_{digest}"

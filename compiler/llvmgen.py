@@ -16,7 +16,9 @@ left-to-right additions. Constants are written as exact hexadecimal doubles.
 Module interface (all ``ptr`` are ``double*``)::
 
     void NAME(ptr in, ptr out)                        one point
-    void NAME_batch(ptr in, ptr out, i64 n)           n contiguous rows
+    void NAME_batch(ptr in, ptr out, i64 stride, i64 lo, i64 hi)
+        points lo..hi-1 of column-major arrays: in[k * stride + i] is input
+        k of point i (one contiguous row per input, as NumPy packs them)
 """
 
 from __future__ import annotations
@@ -213,6 +215,51 @@ _DECLS.update({intr: f"declare double @{intr}(double)" for intr in _INTRINSIC_UN
 _DECLS["llvm.pow.f64"] = "declare double @llvm.pow.f64(double, double)"
 
 
+# columns i in [lo, hi) of column-major in (n_in x stride) / out (n_out x stride):
+# gather a column into a stack buffer, run the kernel, scatter the results
+_BATCH = """define void @{name}_batch(ptr %in, ptr %out, i64 %stride, i64 %lo, i64 %hi) nounwind {{
+entry:
+  %bi = alloca double, i64 {n_in}, align 16
+  %bo = alloca double, i64 {n_out}, align 16
+  %empty = icmp sge i64 %lo, %hi
+  br i1 %empty, label %done, label %col
+col:
+  %i = phi i64 [%lo, %entry], [%inext, %scatter.end]
+  br label %gather
+gather:
+  %k = phi i64 [0, %col], [%knext, %gather]
+  %koff = mul i64 %k, %stride
+  %kidx = add i64 %koff, %i
+  %src = getelementptr inbounds double, ptr %in, i64 %kidx
+  %x = load double, ptr %src
+  %dst = getelementptr inbounds double, ptr %bi, i64 %k
+  store double %x, ptr %dst
+  %knext = add i64 %k, 1
+  %kmore = icmp slt i64 %knext, {n_in}
+  br i1 %kmore, label %gather, label %run
+run:
+  call void @{name}(ptr %bi, ptr %bo)
+  br label %scatter
+scatter:
+  %j = phi i64 [0, %run], [%jnext, %scatter]
+  %ysrc = getelementptr inbounds double, ptr %bo, i64 %j
+  %y = load double, ptr %ysrc
+  %joff = mul i64 %j, %stride
+  %jidx = add i64 %joff, %i
+  %ydst = getelementptr inbounds double, ptr %out, i64 %jidx
+  store double %y, ptr %ydst
+  %jnext = add i64 %j, 1
+  %jmore = icmp slt i64 %jnext, {n_out}
+  br i1 %jmore, label %scatter, label %scatter.end
+scatter.end:
+  %inext = add i64 %i, 1
+  %imore = icmp slt i64 %inext, %hi
+  br i1 %imore, label %col, label %done
+done:
+  ret void
+}}"""
+
+
 def _chunks(fn: Function, chunk: int) -> list:
     """Statement index ranges, each with at most ``chunk`` non-trivial statements."""
     bounds, start, count = [], 0, 0
@@ -335,22 +382,5 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
     if on_heap:
         body.append("  call void @free(ptr %tmp)")
     body.append("  ret void\n}")
-    n_in, n_out = fn.n_inputs, fn.n_outputs
-    body.append(f"""define void @{name}_batch(ptr %in, ptr %out, i64 %n) nounwind {{
-entry:
-  %empty = icmp sle i64 %n, 0
-  br i1 %empty, label %done, label %loop
-loop:
-  %i = phi i64 [0, %entry], [%next, %loop]
-  %ioff = mul i64 %i, {n_in}
-  %ooff = mul i64 %i, {n_out}
-  %ip = getelementptr inbounds double, ptr %in, i64 %ioff
-  %op = getelementptr inbounds double, ptr %out, i64 %ooff
-  call void @{name}(ptr %ip, ptr %op)
-  %next = add i64 %i, 1
-  %more = icmp slt i64 %next, %n
-  br i1 %more, label %loop, label %done
-done:
-  ret void
-}}""")
+    body.append(_BATCH.format(name=name, n_in=max(fn.n_inputs, 1), n_out=max(fn.n_outputs, 1)))
     return "\n".join(body) + "\n"

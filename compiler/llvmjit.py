@@ -39,7 +39,8 @@ _ENGINES: list = []  # kept alive: they own the machine code
 _LOADED: dict = {}   # symbol -> LLVMKernel (an object is added to the engine once)
 _PLACEHOLDER = "SGKERNEL"
 _VOIDPP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
-_BATCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_BATCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_int64, ctypes.c_int64)
 
 
 def opt_level(n_statements: int) -> tuple[int, int]:
@@ -122,23 +123,22 @@ class LLVMKernel:
         self._call(inp.ctypes.data, out.ctypes.data)
 
     def call_batch(self, inp: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
-        """Rows of C-contiguous ``inp`` (n, n_inputs) -> ``out`` (n, n_outputs),
-        split over threads when the batch is big enough to pay for them."""
-        n = inp.shape[0]
+        """Points as columns: C-contiguous ``inp`` (n_inputs, n) -> ``out``
+        (n_outputs, n), split over threads when the batch is big enough to
+        pay for them (ctypes releases the GIL)."""
+        n = inp.shape[1]
         threads = threads or min(os.cpu_count() or 1, 8)
-        work = n * max(self.n_outputs, 1)
-        if threads <= 1 or n < 2 * threads or work < 20_000:
-            self._batch(inp.ctypes.data, out.ctypes.data, n)
+        ip, op = inp.ctypes.data, out.ctypes.data
+        if threads <= 1 or n < 2 * threads or n * max(self.n_outputs, 1) < 20_000:
+            self._batch(ip, op, n, 0, n)
             return
         step = -(-n // threads)
-        ip, op = inp.ctypes.data, out.ctypes.data
-        parts = [(i, min(step, n - i)) for i in range(0, n, step)]
-        workers = [threading.Thread(target=self._batch,
-                                    args=(ip + 8 * i * self.n_inputs, op + 8 * i * self.n_outputs, m))
-                   for i, m in parts[1:]]
+        parts = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        workers = [threading.Thread(target=self._batch, args=(ip, op, n, lo, hi))
+                   for lo, hi in parts[1:]]
         for w in workers:
             w.start()
-        self._batch(ip, op, parts[0][1])
+        self._batch(ip, op, n, *parts[0])
         for w in workers:
             w.join()
 

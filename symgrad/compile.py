@@ -187,12 +187,12 @@ class CompiledFunction:
                 else:
                     flat[start:start + len(sym)] = arr
             return flat, None
-        flat = np.empty((n, self.n_inputs))
+        flat = np.empty((self.n_inputs, n))   # one row per input: points are columns
         for (kind, sym, start), arr in zip(self._specs, arrays):
             if kind == "scalar":
-                flat[:, start] = arr
+                flat[start] = arr
             else:
-                flat[:, start:start + len(sym)] = arr
+                flat[start:start + len(sym)] = arr.T if arr.ndim == 2 else arr[:, None]
         return flat, n
 
     def _run(self, call_args, with_grad: bool) -> tuple[np.ndarray, Optional[int]]:
@@ -203,7 +203,7 @@ class CompiledFunction:
             out = np.empty(width)
             kernel.call(flat, out)
         else:
-            out = np.empty((n, width))
+            out = np.empty((width, n))
             kernel.call_batch(flat, out)
         return out, n
 
@@ -216,8 +216,8 @@ class CompiledFunction:
     def _forward(self, *args):
         out, n = self._run(args, with_grad=False)
         if self.n_outputs == 1:
-            return float(out[0]) if n is None else out[:, 0]
-        return out
+            return float(out[0]) if n is None else out[0]
+        return out if n is None else out.T
 
     def value_and_grad(self, *args, reduce: Optional[str] = None) -> tuple:
         """``(value, gradient)`` from one fused kernel.
@@ -236,8 +236,8 @@ class CompiledFunction:
         if n is None:
             return float(out[0]), out[1:]
         if reduce is None:
-            return out[:, 0], out[:, 1:]
-        total = out.sum(axis=0)
+            return out[0], out[1:].T
+        total = out.sum(axis=1)
         if reduce == "mean":
             total /= max(n, 1)
         return float(total[0]), total[1:]
@@ -253,7 +253,7 @@ class CompiledFunction:
         m, k = self.n_outputs, len(self.wrt)
         if n is None:
             return out[m:].reshape(m, k)
-        return out[:, m:].reshape(n, m, k)
+        return out[m:].reshape(m, k, n).transpose(2, 0, 1)
 
     def hessian(self, *args) -> np.ndarray:
         """Hessian ``(len(wrt), len(wrt))`` of a scalar output (batched:
@@ -314,11 +314,12 @@ class _Kernel:
         self._batch = batch
 
     def call_batch(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """Points are columns: ``inp`` (n_inputs, n), ``out`` (n_outputs, n)."""
         if self._batch is not None:
             self._batch(inp, out)
         else:
-            for i in range(inp.shape[0]):
-                self.call(inp[i], out[i])
+            for i in range(inp.shape[1]):
+                self.call(np.ascontiguousarray(inp[:, i]), out[:, i])
 
 
 class _LazyKernel:
