@@ -433,5 +433,12 @@ def compile(exprs, args: Sequence, wrt: Optional[Sequence] = None, *,  # noqa: A
     >>> fn.grad(1.5, 0.7)
     array([ 1.60436778, -0.04789062])
     """
+    if not isinstance(exprs, (list, tuple)) and any(isinstance(a, sp.MatrixSymbol) for a in args):
+        from symgrad.matrix.compile import CompiledLayers
+
+        if backend not in ("auto", "numba"):
+            raise ValueError(f"layer-level expressions compile to Numba loop code; "
+                             f"backend={backend!r} is not available for them")
+        return CompiledLayers(exprs, args, wrt)
     outs = [_as_expr(e) for e in exprs] if isinstance(exprs, (list, tuple)) else [_as_expr(exprs)]
     return CompiledFunction(outs, args, wrt, backend)

@@ -208,8 +208,29 @@ def gradient_program(f: Scalar, wrt: Sequence[sp.Symbol]) -> GradientProgram:
     x_bar = t0
     y_bar = x*(1 - t0**2)
     return t1, (x_bar, y_bar)
+
+    A loss over matrices (``MatrixSymbol``, ``W*x + b``, ``applyfunc``, ``Trace``,
+    :func:`symgrad.msum`) gives the layer-level program instead: the backprop
+    equations, one matrix step per line (:class:`symgrad.matrix.MatrixProgram`).
     """
+    if _is_layer_level(f, wrt):
+        from symgrad.matrix.diff import matrix_program
+
+        return matrix_program(f, list(wrt))
     return _program([_as_expr(f)], _as_wrt(wrt), multi=False)
+
+
+def _is_layer_level(f, wrt) -> bool:
+    """Matrix variables (or a matrix-valued loss) select the layer-level path;
+    a constant-time test, so scalar graphs of any depth are never walked here."""
+    from symgrad.matrix.functions import msum
+
+    try:
+        items = list(wrt)
+    except TypeError:
+        items = []
+    return any(isinstance(w, sp.MatrixSymbol) for w in items) or isinstance(
+        f, (sp.MatrixExpr, sp.Trace, msum))
 
 
 def grad(f: Scalar, wrt: Sequence[sp.Symbol]) -> list:
@@ -234,7 +255,19 @@ def grad(f: Scalar, wrt: Sequence[sp.Symbol]) -> list:
     >>> x, y = sp.symbols("x y")
     >>> sg.grad(x * sp.tanh(y) + sg.relu(x - y), [x, y])
     [tanh(y) + Heaviside(x - y, 0), x*(1 - tanh(y)**2) - Heaviside(x - y, 0)]
+
+    For a loss over matrices, ``wrt`` holds ``MatrixSymbol`` s and each
+    gradient is a matrix expression of the same shape (the matrix chain rule;
+    nothing is expanded to scalars):
+
+    >>> W = sp.MatrixSymbol("W", 3, 2); v = sp.MatrixSymbol("v", 2, 1)
+    >>> sg.grad(sg.sum_squares(W*v), [W])
+    [2*W*v*v.T]
     """
+    if _is_layer_level(f, wrt):
+        from symgrad.matrix.diff import matrix_program
+
+        return matrix_program(f, list(wrt)).gradient_expressions()
     _, grads = gradient_program(f, wrt).expressions()
     return grads[0]
 

@@ -36,6 +36,8 @@ class relu(sp.Function):
 
     @classmethod
     def eval(cls, x):
+        if isinstance(x, sp.MatrixExpr):   # applied to a matrix: elementwise, like applyfunc
+            return x.applyfunc(cls)
         if x.is_Number:
             return sp.Max(x, 0)
         if x.is_extended_nonnegative:
@@ -89,6 +91,8 @@ class sigmoid(sp.Function):
 
     @classmethod
     def eval(cls, x):
+        if isinstance(x, sp.MatrixExpr):   # applied to a matrix: elementwise, like applyfunc
+            return x.applyfunc(cls)
         if x.is_zero:
             return sp.S.Half
         if x is sp.S.Infinity:
@@ -141,6 +145,8 @@ class softplus(sp.Function):
 
     @classmethod
     def eval(cls, x):
+        if isinstance(x, sp.MatrixExpr):   # applied to a matrix: elementwise, like applyfunc
+            return x.applyfunc(cls)
         if x.is_zero:
             return sp.log(2)
         if x is sp.S.Infinity:

@@ -16,7 +16,7 @@ from symgrad.errors import UnsupportedOperation
 from symgrad.graph import CONST, SYMBOL, constant_value, lower
 from symgrad.program import GradientProgram
 
-__all__ = ["program_to_ir"]
+__all__ = ["program_to_ir", "emit_expr"]
 
 
 def program_to_ir(program: GradientProgram, slots: Mapping[sp.Symbol, int], n_inputs: int,
@@ -41,19 +41,24 @@ def program_to_ir(program: GradientProgram, slots: Mapping[sp.Symbol, int], n_in
         return b.const(constant_value(atom))
 
     for step in program.steps:
-        graph = lower(step.expr)
-        ids = [0] * len(graph.nodes)
-        for node in graph.nodes:
-            if node.kind == SYMBOL:
-                ids[node.index] = value(node.expr)
-            elif node.kind == CONST:
-                ids[node.index] = b.const(constant_value(node.expr))
-            else:
-                impl = node.op.impl
-                if not isinstance(impl, str):
-                    raise UnsupportedOperation(
-                        f"op {node.op.name!r} has a Python forward only and cannot be compiled; "
-                        f"use backend='python' or add it to compiler.runtime")
-                ids[node.index] = b.op(impl, *[ids[c] for c in node.args])
-        env[step.name] = ids[graph.outputs[0]]
+        env[step.name] = emit_expr(b, step.expr, value)
     return tuple(b.finish([value(o) for o in outputs]) for outputs in output_sets)
+
+
+def emit_expr(b: Builder, expr: sp.Basic, value) -> int:
+    """Emit ``expr`` into builder ``b``; ``value(symbol)`` gives a symbol's IR value."""
+    graph = lower(expr)
+    ids = [0] * len(graph.nodes)
+    for node in graph.nodes:
+        if node.kind == SYMBOL:
+            ids[node.index] = value(node.expr)
+        elif node.kind == CONST:
+            ids[node.index] = b.const(constant_value(node.expr))
+        else:
+            impl = node.op.impl
+            if not isinstance(impl, str):
+                raise UnsupportedOperation(
+                    f"op {node.op.name!r} has a Python forward only and cannot be compiled; "
+                    f"use backend='python' or add it to compiler.runtime")
+            ids[node.index] = b.op(impl, *[ids[c] for c in node.args])
+    return ids[graph.outputs[0]]

@@ -1,0 +1,192 @@
+"""Compile a layer-level loss and its gradient to loop code (Numba).
+
+The matrix gradient program (:mod:`symgrad.matrix.diff`) becomes an
+:class:`compiler.loopgen.ArrayProgram`: one array op per node, elementwise
+bodies lowered through the scalar op table to SSA functions. Code size and
+compile time depend on the number of layers, not on their width; symbolic
+dimensions (a batch size ``n``) are read from the arguments at run time, so
+one compiled kernel serves every batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import sympy as sp
+
+from compiler import backends
+from compiler.ir import Builder
+from compiler.loopgen import ArrayOp, ArrayProgram, loop_source
+from symgrad.lowering import emit_expr
+from symgrad.matrix.diff import matrix_program
+from symgrad.matrix.graph import placeholder
+from symgrad.matrix.program import MatrixProgram
+
+__all__ = ["CompiledLayers", "compile_layers"]
+
+
+def _ewise_function(expr: sp.Basic, n_args: int):
+    b = Builder(n_args)
+    slots = {placeholder(k): b.input(k) for k in range(n_args)}
+
+    def value(sym):
+        if sym in slots:
+            return slots[sym]
+        raise ValueError(f"unexpected symbol {sym} in an elementwise expression")
+    return b.finish([emit_expr(b, expr, value)])
+
+
+def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
+    """``(ArrayProgram, dims)`` for the nodes ``outputs`` need; ``dims`` maps each
+    symbolic dimension to its generated name."""
+    g = prog.graph
+    position = {a: k for k, a in enumerate(args)}
+    dims: dict = {}
+    dim_names: dict = {}
+    for k, a in enumerate(args):
+        for axis, d in enumerate(a.shape):
+            if isinstance(d, sp.Symbol) and d not in dim_names:
+                dim_names[d] = f"n{len(dim_names)}"
+                dims[dim_names[d]] = (k, axis)
+
+    def size(d):
+        if isinstance(d, (int, sp.Integer)):
+            return int(d)
+        if d in dim_names:
+            return dim_names[d]
+        raise ValueError(f"dimension {d} is not the size of any argument: pass an argument "
+                         f"with that dimension (e.g. the data matrix)")
+
+    seen = [False] * len(g.nodes)
+    stack = list(outputs)
+    while stack:
+        i = stack.pop()
+        if not seen[i]:
+            seen[i] = True
+            stack.extend(g.nodes[i].args)
+    order = [i for i in range(len(g.nodes)) if seen[i]]
+    new = {}
+    ops = []
+    missing = []
+    for i in order:
+        n = g.nodes[i]
+        shape = tuple(size(d) for d in n.shape)
+        attr = None
+        if n.op == "input":
+            if n.attr not in position:
+                missing.append(n.attr)
+                continue
+            attr = position[n.attr]
+        elif n.op == "const":
+            attr = float(n.attr)
+        elif n.op == "dim":
+            coeff, factors = n.attr.as_coeff_mul()
+            if not all(isinstance(f, sp.Symbol) for f in factors) or not coeff.is_Integer:
+                raise ValueError(f"unsupported dimension expression {n.attr}")
+            attr = (int(coeff), tuple(size(f) for f in factors))
+        elif n.op == "ewise":
+            attr = _ewise_function(n.attr, len(n.args))
+        elif n.op == "reduce":
+            attr = n.attr
+        new[i] = len(ops)
+        ops.append(ArrayOp(n.op, tuple(new[a] for a in n.args), shape, attr))
+    if missing:
+        raise ValueError(f"matrix symbols {', '.join(str(m) for m in missing)} are not in args; "
+                         f"add them to args")
+    return ArrayProgram(ops, [new[o] for o in outputs], len(args), dims), dim_names
+
+
+class CompiledLayers:
+    """A compiled layer-level loss: ``value_and_grad(*arrays) -> (float, [grads])``.
+
+    Built by :func:`symgrad.compile` when the expression involves matrices.
+    Arguments are 2-D float64 arrays in ``args`` order (a 1-D array is taken
+    as a column for an ``(k, 1)`` argument); gradients have the shapes of the
+    ``wrt`` matrices.
+    """
+
+    def __init__(self, loss, args: Sequence, wrt: Sequence | None = None) -> None:
+        args = list(args)
+        for a in args:
+            if not isinstance(a, sp.MatrixSymbol):
+                raise TypeError(f"args of a layer-level expression must be MatrixSymbols, got {a!r}")
+        if len(set(args)) != len(args):
+            raise ValueError("a matrix symbol appears twice in args")
+        wrt = args if wrt is None else list(wrt)
+        bad = [w for w in wrt if w not in args]
+        if bad:
+            raise ValueError(f"wrt matrices {bad} are not in args")
+        self.loss, self.args, self.wrt = loss, tuple(args), tuple(wrt)
+        self.program = matrix_program(loss, list(wrt))
+        outputs = self.program.outputs + self.program.gradients
+        self.array_program, self._dims = to_array_program(self.program, args, outputs)
+        self.source = loop_source(self.array_program, "value_and_grad")
+        fw_prog, _ = to_array_program(self.program, args, self.program.outputs)
+        self.source_forward = loop_source(fw_prog, "forward")
+        mod, self.cache_path, self.cache_reused = backends.load_numba(
+            self.source, "value_and_grad", batch=False)
+        self._vg = mod.value_and_grad
+        self._fw_mod = None
+
+    @property
+    def backend(self) -> str:
+        return "numba"
+
+    def _pack(self, values) -> list:
+        if len(values) != len(self.args):
+            raise TypeError(f"expected {len(self.args)} arrays "
+                            f"({', '.join(a.name for a in self.args)}), got {len(values)}")
+        out, dims = [], {}
+        for a, v in zip(self.args, values):
+            if isinstance(v, (str, bytes)):
+                raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}")
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}") from None
+            if arr.ndim == 1 and a.shape[1] == 1:
+                arr = arr.reshape(-1, 1)
+            elif arr.ndim == 0 and a.shape == (1, 1):
+                arr = arr.reshape(1, 1)
+            if arr.ndim != 2:
+                raise ValueError(f"argument {a.name} must be a 2-D array of shape {a.shape}, "
+                                 f"got shape {arr.shape}")
+            for axis, d in enumerate(a.shape):
+                got = arr.shape[axis]
+                if isinstance(d, sp.Symbol):
+                    if dims.setdefault(d, got) != got:
+                        raise ValueError(f"dimension {d} is {dims[d]} in one argument and {got} "
+                                         f"in {a.name} (shape {arr.shape})")
+                elif got != int(d):
+                    raise ValueError(f"argument {a.name} must have shape {a.shape}, got {arr.shape}")
+            out.append(np.ascontiguousarray(arr))
+        return out
+
+    def value_and_grad(self, *arrays) -> tuple:
+        """``(loss, [gradient w.r.t. each wrt matrix])`` from one fused kernel."""
+        res = self._vg(*self._pack(arrays))
+        return float(res[0]), list(res[1:])
+
+    def grad(self, *arrays) -> list:
+        """The gradients only (one array per ``wrt`` matrix)."""
+        return self.value_and_grad(*arrays)[1]
+
+    def __call__(self, *arrays) -> float:
+        """The loss value (a forward-only kernel, compiled on first use)."""
+        if self._fw_mod is None:
+            self._fw_mod, _, _ = backends.load_numba(self.source_forward, "forward", batch=False)
+        return float(self._fw_mod.forward(*self._pack(arrays))[0])
+
+    def __reduce__(self):
+        return (CompiledLayers, (self.loss, self.args, self.wrt))
+
+    def __repr__(self) -> str:
+        return (f"<CompiledLayers: args=({', '.join(a.name for a in self.args)}), "
+                f"wrt=({', '.join(w.name for w in self.wrt)}), "
+                f"{len(self.array_program)} array ops>")
+
+
+def compile_layers(loss, args: Sequence, wrt: Sequence | None = None) -> CompiledLayers:
+    """Compile a scalar layer-level loss and its gradient (see :class:`CompiledLayers`)."""
+    return CompiledLayers(loss, args, wrt)
