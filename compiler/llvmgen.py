@@ -260,6 +260,38 @@ done:
 }}"""
 
 
+def preamble(used_ops: set) -> list:
+    """Declarations and helper definitions the templates of ``used_ops`` call."""
+    decls = set()
+    for op in used_ops:
+        if op in ("pow",):
+            decls.update(("llvm.floor.f64", "llvm.pow.f64"))
+        if op in ("sigmoid", "softplus"):
+            decls.add("llvm.exp.f64")
+        if op == "softplus":
+            decls.update(("llvm.fabs.f64", "log1p"))
+        if op in _LIBM_UNARY or op == "atan2":
+            decls.add(op)
+        if op in _INTRINSIC_UNARY:
+            decls.add(_INTRINSIC_UNARY[op])
+    return [_DECLS[d] for d in sorted(decls)] + [_HELPERS[h] for h in sorted(_HELPERS) if h in used_ops]
+
+
+def scalar_op(op: str, dst: str, args: list) -> list:
+    """IR lines computing ``dst = op(args)`` (operands are IR values or hex constants),
+    exactly as the straight-line kernels do."""
+    if op == "mul" and args[0] == _hex(-1.0):
+        return [f"  {dst} = fneg double {args[1]}"]
+    if op == "pow" and args[1] == _hex(2.0):
+        return [f"  {dst} = fmul double {args[0]}, {args[0]}"]
+    return _TEMPLATES[op](dst, args)
+
+
+def hex_double(x: float) -> str:
+    """An exact LLVM literal for a double."""
+    return _hex(x)
+
+
 def _chunks(fn: Function, chunk: int) -> list:
     """Statement index ranges, each with at most ``chunk`` non-trivial statements."""
     bounds, start, count = [], 0, 0
@@ -311,22 +343,7 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
         c = owner[v] if instrs[v].op not in (INPUT, CONST) else len(bounds) - 1
         outputs_by_chunk.setdefault(c, []).append((k, v))
 
-    used_ops = {ins.op for ins in instrs}
-    body: list = []
-    decls = set()
-    for op in used_ops:
-        if op in ("pow",):
-            decls.update(("llvm.floor.f64", "llvm.pow.f64"))
-        if op in ("sigmoid", "softplus"):
-            decls.add("llvm.exp.f64")
-        if op == "softplus":
-            decls.update(("llvm.fabs.f64", "log1p"))
-        if op in _LIBM_UNARY or op == "atan2":
-            decls.add(op)
-        if op in _INTRINSIC_UNARY:
-            decls.add(_INTRINSIC_UNARY[op])
-    body += [_DECLS[d] for d in sorted(decls)]
-    body += [_HELPERS[h] for h in sorted(_HELPERS) if h in used_ops]
+    body: list = preamble({ins.op for ins in instrs})
 
     for c, (lo, hi) in enumerate(bounds):
         body.append(f"define internal void @{name}.c{c}(ptr noalias %in, ptr noalias %out, "
@@ -354,12 +371,7 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
                 continue
             args = [ref(a) for a in ins.args]
             dst = f"%v{i}"
-            if ins.op == "mul" and args[0] == _hex(-1.0):
-                body.append(f"  {dst} = fneg double {args[1]}")
-            elif ins.op == "pow" and args[1] == _hex(2.0):
-                body.append(f"  {dst} = fmul double {args[0]}, {args[0]}")
-            else:
-                body.extend(_TEMPLATES[ins.op](dst, args))
+            body.extend(scalar_op(ins.op, dst, args))
             local[i] = dst
             if i in slot:
                 body.append(f"  %t.s{i} = getelementptr inbounds double, ptr %tmp, i64 {slot[i]}")

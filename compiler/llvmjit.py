@@ -31,12 +31,13 @@ from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
 
-__all__ = ["LLVMKernel", "load_llvm", "opt_level"]
+__all__ = ["LLVMKernel", "LoopKernel", "load_llvm", "load_loops", "load_object", "opt_level"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
 _ENGINES: list = []  # kept alive: they own the machine code
-_LOADED: dict = {}   # symbol -> LLVMKernel (an object is added to the engine once)
+_LOADED: dict = {}
+_OBJECTS: dict = {}   # symbol -> LLVMKernel (an object is added to the engine once)
 _PLACEHOLDER = "SGKERNEL"
 _VOIDPP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _BATCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -178,15 +179,15 @@ class LLVMKernel:
         return types.ExternalFunction(self.symbol, types.void(types.voidptr, types.voidptr))
 
 
-def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
-    """Compile (or load from the disk cache) an SSA function with LLVM."""
-    text = llvm_module(fn, _PLACEHOLDER, chunk)
-    opt = opt_level(len(fn))
+def load_object(text: str, opt: tuple, entries: tuple) -> tuple:
+    """Compile LLVM IR whose symbols start with ``@SGKERNEL`` (renamed to a hash of
+    the text), or load its object file from the cache; returns
+    ``(symbol, {entry suffix: address}, cache path, reused)``."""
     digest = source_hash(text, str(opt), _versions())
     symbol = f"symgrad_ll_{digest}"
     with _LOCK:
-        if symbol in _LOADED:
-            return _LOADED[symbol]
+        if symbol in _OBJECTS:
+            return _OBJECTS[symbol]
         path = cache_dir() / f"{symbol}.o"
         reused = path.exists()
         if reused:
@@ -202,12 +203,65 @@ def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
         _ENGINES.append(engine)
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
-        address = engine.get_function_address(symbol)
-        batch_address = engine.get_function_address(f"{symbol}_batch")
-        if not address or not batch_address:
+        addresses = {e: engine.get_function_address(symbol + e) for e in entries}
+        if not all(addresses.values()):
             raise RuntimeError(f"llvm kernel {symbol} did not load (cache file {path}); "
                                f"delete the file and retry")
-        llvm.add_symbol(symbol, address)
-        kernel = LLVMKernel(symbol, fn.n_inputs, fn.n_outputs, address, batch_address, path, reused)
-        _LOADED[symbol] = kernel
-        return kernel
+        llvm.add_symbol(symbol, addresses[entries[0]])
+        _OBJECTS[symbol] = (symbol, addresses, path, reused)
+        return _OBJECTS[symbol]
+
+
+def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
+    """Compile (or load from the disk cache) an SSA function with LLVM."""
+    text = llvm_module(fn, _PLACEHOLDER, chunk)
+    symbol, addr, path, reused = load_object(text, opt_level(len(fn)), ("", "_batch"))
+    with _LOCK:
+        if symbol not in _LOADED:
+            _LOADED[symbol] = LLVMKernel(symbol, fn.n_inputs, fn.n_outputs, addr[""],
+                                         addr["_batch"], path, reused)
+        return _LOADED[symbol]
+
+
+class LoopKernel:
+    """A compiled array program: ``kernel(*arrays)`` returns its outputs
+    (floats for scalars, fresh arrays otherwise)."""
+
+    def __init__(self, prog, address: int, path: Path, reused: bool) -> None:
+        from compiler.loopllvm import buffer_plan
+
+        self.prog = prog
+        self.path, self.reused = path, reused
+        self.buffers, self.scalars = buffer_plan(prog)
+        self._dims = sorted(prog.dims)
+        self._raw = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                     ctypes.c_void_p)(address)
+        self._scalar_slot = {i: k for k, i in enumerate(self.scalars)}
+        self._buffer_slot = {i: k for k, i in enumerate(self.buffers)}
+
+    def __call__(self, *arrays: np.ndarray) -> tuple:
+        prog = self.prog
+        dims = {d: arrays[pos].shape[axis] for d, (pos, axis) in prog.dims.items()}
+        bufs = [np.empty(tuple(d if isinstance(d, int) else dims[d] for d in prog.ops[i].shape))
+                for i in self.buffers]
+        scal = np.zeros(max(len(self.scalars), 1))
+        arg_ptrs = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        buf_ptrs = (ctypes.c_void_p * max(len(bufs), 1))(*[b.ctypes.data for b in bufs])
+        dim_vals = (ctypes.c_int64 * max(len(self._dims), 1))(*[dims[d] for d in self._dims])
+        self._raw(arg_ptrs, dim_vals, buf_ptrs, scal.ctypes.data)
+        out = []
+        for i in prog.outputs:
+            if i in self._scalar_slot:
+                out.append(float(scal[self._scalar_slot[i]]))
+            else:
+                out.append(bufs[self._buffer_slot[i]])
+        return tuple(out)
+
+
+def load_loops(prog) -> LoopKernel:
+    """Compile (or load from the disk cache) an array program with LLVM."""
+    from compiler.loopllvm import loop_module
+
+    text = loop_module(prog, _PLACEHOLDER)
+    _, addr, path, reused = load_object(text, (3, 2), ("",))
+    return LoopKernel(prog, addr[""], path, reused)

@@ -436,9 +436,9 @@ def compile(exprs, args: Sequence, wrt: Optional[Sequence] = None, *,  # noqa: A
     if not isinstance(exprs, (list, tuple)) and any(isinstance(a, sp.MatrixSymbol) for a in args):
         from symgrad.matrix.compile import CompiledLayers
 
-        if backend not in ("auto", "numba"):
-            raise ValueError(f"layer-level expressions compile to Numba loop code; "
-                             f"backend={backend!r} is not available for them")
-        return CompiledLayers(exprs, args, wrt)
+        if backend not in ("auto", "llvm", "numba"):
+            raise ValueError(f"layer-level expressions compile to loop code with backend "
+                             f"'llvm' (the default) or 'numba', not {backend!r}")
+        return CompiledLayers(exprs, args, wrt, "llvm" if backend == "auto" else backend)
     outs = [_as_expr(e) for e in exprs] if isinstance(exprs, (list, tuple)) else [_as_expr(exprs)]
     return CompiledFunction(outs, args, wrt, backend)

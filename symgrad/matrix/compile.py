@@ -66,12 +66,16 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
             seen[i] = True
             stack.extend(g.nodes[i].args)
     order = [i for i in range(len(g.nodes)) if seen[i]]
+    fused, composite = _fuse_elementwise(g, order, outputs)
     new = {}
     ops = []
     missing = []
     for i in order:
+        if i in fused:
+            continue
         n = g.nodes[i]
         shape = tuple(size(d) for d in n.shape)
+        node_args = n.args
         attr = None
         if n.op == "input":
             if n.attr not in position:
@@ -86,15 +90,64 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
                 raise ValueError(f"unsupported dimension expression {n.attr}")
             attr = (int(coeff), tuple(size(f) for f in factors))
         elif n.op == "ewise":
-            attr = _ewise_function(n.attr, len(n.args))
+            expr, node_args = composite[i]
+            attr = _ewise_function(expr, len(node_args))
         elif n.op == "reduce":
             attr = n.attr
+        if missing:
+            continue
         new[i] = len(ops)
-        ops.append(ArrayOp(n.op, tuple(new[a] for a in n.args), shape, attr))
+        ops.append(ArrayOp(n.op, tuple(new[a] for a in node_args), shape, attr))
     if missing:
         raise ValueError(f"matrix symbols {', '.join(str(m) for m in missing)} are not in args; "
                          f"add them to args")
     return ArrayProgram(ops, [new[o] for o in outputs], len(args), dims), dim_names
+
+
+def _fuse_elementwise(g, order: list, outputs: list) -> tuple:
+    """Merge each elementwise node used once, by an elementwise node of the same
+    shape, into that consumer: one loop nest, no intermediate array.
+
+    Returns the fused node ids and, per elementwise node, its composite
+    ``(expr, leaf args)``.
+    """
+    uses = {i: 0 for i in order}
+    consumer: dict = {}
+    for i in order:
+        for a in g.nodes[i].args:
+            uses[a] += 1
+            consumer[a] = i
+    for o in outputs:
+        uses[o] += 2
+    fused, composite = set(), {}
+    for i in order:
+        n = g.nodes[i]
+        if n.op != "ewise":
+            continue
+        expr, leaves, subs = n.attr, [], {}
+        for k, a in enumerate(n.args):
+            child = g.nodes[a]
+            if a in composite and uses[a] == 1 and child.shape == n.shape:
+                cexpr, cargs = composite[a]
+                fused.add(a)
+                ren = {}
+                for j, leaf in enumerate(cargs):
+                    if leaf not in leaves:
+                        leaves.append(leaf)
+                    ren[placeholder(j)] = _tmp(leaves.index(leaf))
+                subs[placeholder(k)] = cexpr.xreplace(ren)
+            else:
+                if a not in leaves:
+                    leaves.append(a)
+                subs[placeholder(k)] = _tmp(leaves.index(a))
+        expr = expr.xreplace(subs)
+        expr = expr.xreplace({_tmp(j): placeholder(j) for j in range(len(leaves))})
+        composite[i] = (expr, tuple(leaves))
+    return fused, composite
+
+
+def _tmp(j: int) -> sp.Symbol:
+    return sp.Symbol(f"_leaf{j}")
 
 
 class CompiledLayers:
@@ -106,7 +159,11 @@ class CompiledLayers:
     ``wrt`` matrices.
     """
 
-    def __init__(self, loss, args: Sequence, wrt: Sequence | None = None) -> None:
+    def __init__(self, loss, args: Sequence, wrt: Sequence | None = None,
+                 backend: str = "llvm") -> None:
+        if backend not in ("llvm", "numba"):
+            raise ValueError(f"layer-level code runs on backend 'llvm' (default) or 'numba', "
+                             f"got {backend!r}")
         args = list(args)
         for a in args:
             if not isinstance(a, sp.MatrixSymbol):
@@ -124,14 +181,22 @@ class CompiledLayers:
         self.source = loop_source(self.array_program, "value_and_grad")
         fw_prog, _ = to_array_program(self.program, args, self.program.outputs)
         self.source_forward = loop_source(fw_prog, "forward")
-        mod, self.cache_path, self.cache_reused = backends.load_numba(
-            self.source, "value_and_grad", batch=False)
-        self._vg = mod.value_and_grad
-        self._fw_mod = None
+        self._fw_prog = fw_prog
+        if backend == "numba":
+            mod, self.cache_path, self.cache_reused = backends.load_numba(
+                self.source, "value_and_grad", batch=False)
+            self._vg = mod.value_and_grad
+        else:
+            from compiler.llvmjit import load_loops
+
+            kernel = load_loops(self.array_program)
+            self._vg, self.cache_path, self.cache_reused = kernel, kernel.path, kernel.reused
+        self._backend = backend
+        self._fw = None
 
     @property
     def backend(self) -> str:
-        return "numba"
+        return self._backend
 
     def _pack(self, values) -> list:
         if len(values) != len(self.args):
@@ -174,12 +239,17 @@ class CompiledLayers:
 
     def __call__(self, *arrays) -> float:
         """The loss value (a forward-only kernel, compiled on first use)."""
-        if self._fw_mod is None:
-            self._fw_mod, _, _ = backends.load_numba(self.source_forward, "forward", batch=False)
-        return float(self._fw_mod.forward(*self._pack(arrays))[0])
+        if self._fw is None:
+            if self._backend == "numba":
+                self._fw = backends.load_numba(self.source_forward, "forward", batch=False)[0].forward
+            else:
+                from compiler.llvmjit import load_loops
+
+                self._fw = load_loops(self._fw_prog)
+        return float(self._fw(*self._pack(arrays))[0])
 
     def __reduce__(self):
-        return (CompiledLayers, (self.loss, self.args, self.wrt))
+        return (CompiledLayers, (self.loss, self.args, self.wrt, self._backend))
 
     def __repr__(self) -> str:
         return (f"<CompiledLayers: args=({', '.join(a.name for a in self.args)}), "
@@ -187,6 +257,7 @@ class CompiledLayers:
                 f"{len(self.array_program)} array ops>")
 
 
-def compile_layers(loss, args: Sequence, wrt: Sequence | None = None) -> CompiledLayers:
+def compile_layers(loss, args: Sequence, wrt: Sequence | None = None,
+                   backend: str = "llvm") -> CompiledLayers:
     """Compile a scalar layer-level loss and its gradient (see :class:`CompiledLayers`)."""
-    return CompiledLayers(loss, args, wrt)
+    return CompiledLayers(loss, args, wrt, backend)
