@@ -35,7 +35,7 @@ class ArrayOp:
     ``shape`` entries are ints or dimension names (identifiers). ``attr``:
     input -> argument position; const -> float; dim -> (int factor, tuple of
     dimension names); ewise -> scalar :class:`Function` of its arguments;
-    reduce -> "all" | "rows" | "cols".
+    reduce -> "all" | "rows" | "cols" | "lse_rows" (log-sum-exp down each column).
     """
 
     kind: str
@@ -87,6 +87,10 @@ class _Printer:
     def elem(self, i: int, r: str, c: str) -> str:
         """Text reading element (r, c) of node i through transposes and broadcasts."""
         op = self.p.ops[i]
+        if op.shape[0] == 1:      # implicit broadcasting of a row / column / scalar
+            r = "0"
+        if op.shape[1] == 1:
+            c = "0"
         if op.kind == "transpose":
             return self.elem(op.args[0], c, r)
         if op.kind == "bcast":
@@ -202,6 +206,16 @@ class _Printer:
             self.emit(f"for i in range({r}):", 1)
             self.emit(f"for j in range({c}):", 2)
             self.emit(f"s{i} += {self.elem(a, 'i', 'j')}", 3)
+        elif op.attr == "lse_rows":  # log-sum-exp down each column -> (1, c), max-shifted
+            self.emit(f"m{i} = np.empty((1, {c}))", 1)
+            self.emit(f"for j in range({c}):", 1)
+            self.emit(f"top = {self.elem(a, '0', 'j')}", 2)
+            self.emit(f"for i in range(1, {r}):", 2)
+            self.emit(f"top = max2(top, {self.elem(a, 'i', 'j')})", 3)
+            self.emit("acc = 0.0", 2)
+            self.emit(f"for i in range({r}):", 2)
+            self.emit(f"acc += exp({self.elem(a, 'i', 'j')} - top)", 3)
+            self.emit(f"m{i}[0, j] = top + log(acc)", 2)
         elif op.attr == "cols":      # sum over columns -> (r, 1)
             self.emit(f"m{i} = np.zeros(({r}, 1))", 1)
             self.emit(f"for i in range({r}):", 1)

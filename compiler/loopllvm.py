@@ -91,6 +91,10 @@ class _Emitter:
 
     def elem_ptr(self, i: int, r: str, c: str) -> str:
         op = self.p.ops[i]
+        if op.shape[0] == 1:      # implicit broadcasting of a row / column / scalar
+            r = "0"
+        if op.shape[1] == 1:
+            c = "0"
         if op.kind == "transpose":
             return self.elem_ptr(op.args[0], c, r)
         if op.kind == "bcast":
@@ -144,22 +148,33 @@ class _Emitter:
 
     def accumulate(self, bound: str, term, reassoc: bool = True) -> str:
         """``sum(term(k) for k in range(bound))`` in a register (phi)."""
+        flag = "reassoc " if reassoc else ""
+
+        def combine(acc, var):
+            value = term(var)
+            new = self.tmp("acn")
+            self.emit(f"{new} = fadd {flag}double {acc}, {value}")
+            return new
+        return self.fold(bound, "0.0", combine)
+
+    def fold(self, bound: str, init: str, combine, start: str = "0") -> str:
+        """``acc = init; for k in range(start, bound): acc = combine(acc, k)``."""
         k = self.n = self.n + 1
         head, bodyl, exit_ = f"%A{k}.head", f"%A{k}.body", f"%A{k}.exit"
-        var, nxt, acc, acc_next, cond = f"%k{k}", f"%k{k}.next", f"%acc{k}", f"%acc{k}.next", f"%ac{k}"
+        var, nxt, acc, cond = f"%k{k}", f"%k{k}.next", f"%acc{k}", f"%ac{k}"
         pred = self.block
         self.emit(f"br label {head}")
         self.label(head)
-        self.emit(f"{var} = phi i64 [0, {pred}], [{nxt}, {bodyl}.end]")
-        self.emit(f"{acc} = phi double [0.0, {pred}], [{acc_next}, {bodyl}.end]")
+        self.emit(f"{var} = phi i64 [{start}, {pred}], [{nxt}, {bodyl}.end]")
+        at = len(self.lines)
+        self.emit(f"{acc} = phi double [{init}, {pred}], [NEXT, {bodyl}.end]")
         self.emit(f"{cond} = icmp slt i64 {var}, {bound}")
         self.emit(f"br i1 {cond}, label {bodyl}, label {exit_}")
         self.label(bodyl)
-        value = term(var)
+        new = combine(acc, var)
         self.emit(f"br label {bodyl}.end")
         self.label(f"{bodyl}.end")
-        flag = "reassoc " if reassoc else ""
-        self.emit(f"{acc_next} = fadd {flag}double {acc}, {value}")
+        self.lines[at] = self.lines[at].replace("NEXT", new)
         self.emit(f"{nxt} = add i64 {var}, 1")
         self.emit(f"br label {head}")
         self.label(exit_)
@@ -216,6 +231,16 @@ class _Emitter:
                 self.emit(f"{new} = fadd double {old}, {s}")
                 self.emit(f"store double {new}, ptr {slot}")
             self.loop(r, row)
+        elif op.attr == "lse_rows":   # (r, c) -> (1, c): max-shifted log-sum-exp per column
+            self.used_ops.update(("max2", "exp", "log"))
+
+            def column(cc):
+                top = self.fold(r, self.load(a, "0", cc), lambda acc, rr: self._op(
+                    "max2", [acc, self.load(a, rr, cc)]), start="1")
+                total = self.accumulate(r, lambda rr: self._op(
+                    "exp", [self._op("sub", [self.load(a, rr, cc), top])]), reassoc=False)
+                self.store(i, "0", cc, self._op("add", [top, self._op("log", [total])]))
+            self.loop(c, column)
         elif op.attr == "cols":       # (r, c) -> (r, 1)
             self.loop(r, lambda rr: self.store(
                 i, rr, "0", self.accumulate(c, lambda cc: self.load(a, rr, cc), reassoc=False)))
@@ -253,6 +278,14 @@ class _Emitter:
             self.emit(f"{new} = fadd double {old}, {self._mul(aik, self.load(b, kk, jj))}")
             self.store(i, ii, jj, new)
         self.loop(n, body)
+
+    def _op(self, name: str, args: list) -> str:
+        dst = self.tmp("f")
+        if name == "sub":
+            self.emit(f"{dst} = fsub double {args[0]}, {args[1]}")
+        else:
+            self.lines.extend(scalar_op(name, dst, args))
+        return dst
 
     def _mul(self, x: str, y: str) -> str:
         t = self.tmp("mu")

@@ -52,8 +52,8 @@ _TWINS = {"pow": _pow, "exp": _exp, "expm1": _expm1, "sinh": _sinh, "cosh": _cos
 
 _NAMES = ["add", "mul", "div", "pow", "exp", "expm1", "log", "log1p", "sin", "cos", "tan",
           "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "erf", "relu", "sigmoid",
-          "softplus", "abs_", "sign", "heaviside", "max2", "min2", "floor", "ceil", "piecewise",
-          "lt", "le", "gt", "ge", "eq", "ne", "and_", "or_", "not_"]
+          "softplus", "logsumexp", "abs_", "sign", "heaviside", "max2", "min2", "floor", "ceil",
+          "piecewise", "lt", "le", "gt", "ge", "eq", "ne", "and_", "or_", "not_"]
 
 for _name in _NAMES:
     globals()[_name] = _jit(_TWINS.get(_name, getattr(R, _name)))

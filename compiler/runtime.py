@@ -166,6 +166,22 @@ def softplus(a: float) -> float:
     return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
 
 
+def logsumexp(*xs: float) -> float:
+    """``log(sum(exp(x)))`` shifted by the maximum: finite for any finite inputs."""
+    m = -INF
+    for v in xs:
+        if v != v:
+            return NAN
+        if v > m:
+            m = v
+    if m == INF or m == -INF:
+        return m
+    s = 0.0
+    for v in xs:
+        s += math.exp(v - m)
+    return m + math.log(s)
+
+
 # --- non-smooth ---------------------------------------------------------------
 
 def abs_(a: float) -> float:

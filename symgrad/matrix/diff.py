@@ -12,7 +12,8 @@ ewise       ``A_i_bar += reduce(Z_bar ∘ ∂f/∂u_i)``; ``∂f/∂u_i`` is the
             gives it so: ``tanh`` -> ``1 - Z∘Z``) or the scalar reverse mode
             on the elementwise expression; ``reduce`` sums over the
             dimensions the argument was broadcast along
-reduce      ``A_bar += broadcast(Z_bar)``
+reduce      ``A_bar += broadcast(Z_bar)`` (sums); ``Z_bar ∘ exp(A - Z)`` for the
+            column log-sum-exp (the softmax)
 bcast       ``A_bar += reduce(Z_bar)``
 trace       ``A_bar += Z_bar * I``
 ==========  =================================================================
@@ -98,6 +99,10 @@ def _rules(g: MGraph, n, bar: int):
             expr = placeholder(0) * d.xreplace(shift)
             c = g.ewise(expr, (bar, n.index, *n.args), n.shape)
             yield i, a, g.reduce_to(c, g.nodes[a].shape)
+    elif n.op == "reduce" and n.attr == "lse_rows":
+        a = n.args[0]   # the softmax down each column, times the adjoint
+        soft = placeholder(0) * sp.exp(placeholder(1) - placeholder(2))
+        yield 0, a, g.ewise(soft, (bar, a, n.index), g.nodes[a].shape)
     elif n.op == "reduce":
         a = n.args[0]
         yield 0, a, g.bcast(bar, g.nodes[a].shape)

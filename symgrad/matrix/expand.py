@@ -38,7 +38,7 @@ def scalar_symbols(m: sp.MatrixSymbol, dims: Mapping | None = None) -> sp.Immuta
 def _concrete(d, dims) -> int:
     if isinstance(d, (int, sp.Integer)):
         return int(d)
-    value = sp.sympify(d).xreplace(dict(dims or {}))
+    value = sp.sympify(sp.sympify(d).xreplace({k: sp.Integer(v) for k, v in dict(dims or {}).items()}))
     if not value.is_Integer:
         raise ValueError(f"dimension {d} has no value: pass dims={{{d}: ...}}")
     return int(value)
@@ -86,6 +86,9 @@ def _symbolic_ops(g: MGraph, dims):
                 return sp.ImmutableMatrix([[sp.Add(*list(x))]])
             if n.attr == "cols":
                 return sp.ImmutableMatrix(x.rows, 1, lambda i, j: sp.Add(*[x[i, k] for k in range(x.cols)]))
+            if n.attr == "lse_rows":
+                return sp.ImmutableMatrix(1, x.cols, lambda i, j: sp.log(sp.Add(
+                    *[sp.exp(x[k, j]) for k in range(x.rows)])))
             return sp.ImmutableMatrix(1, x.cols, lambda i, j: sp.Add(*[x[k, j] for k in range(x.rows)]))
         if n.op == "trace":
             return sp.ImmutableMatrix([[sp.Add(*[a[0][k, k] for k in range(a[0].rows)])]])
@@ -164,6 +167,9 @@ def evaluate_layers(expr, values: Mapping) -> float | np.ndarray:
             return a[0].T
         if n.op == "bcast":
             return np.broadcast_to(a[0], shape).copy()
+        if n.op == "reduce" and n.attr == "lse_rows":
+            m = a[0].max(axis=0, keepdims=True)
+            return m + np.log(np.exp(a[0] - m).sum(axis=0, keepdims=True))
         if n.op == "reduce":
             axis = {"all": None, "cols": 1, "rows": 0}[n.attr]
             return np.asarray(a[0].sum(axis=axis)).reshape(shape)

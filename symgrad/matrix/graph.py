@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from symgrad.matrix.functions import msum
+from symgrad.matrix.functions import column_logsumexp, msum
 
 __all__ = ["MNode", "MGraph", "lower_matrix", "placeholder", "is_matrix_expr"]
 
@@ -237,6 +237,10 @@ class _Lowerer:
             return g.bcast(g.const(0.0), (e.rows, e.cols)), False
         if isinstance(e, sp.Identity):
             return g.add("eye", (), (e.rows, e.cols)), False
+        if isinstance(e, column_logsumexp):
+            i = self.node(e.arg)
+            n = g.nodes[i]
+            return g.add("reduce", (i,), (1, n.cols), "lse_rows"), False
         if isinstance(e, sp.MatMul):
             return self._matmul(e)
         if isinstance(e, sp.MatAdd):

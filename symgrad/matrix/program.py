@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from symgrad.matrix.functions import msum
+from symgrad.matrix.functions import column_logsumexp, msum
 from symgrad.matrix.graph import MGraph, placeholder
 
 __all__ = ["MatrixProgram"]
@@ -125,7 +125,8 @@ class MatrixProgram:
             mats = {sp.Symbol(name) for x, name in zip(n.args, a) if not g.nodes[x].scalar}
             return _HadamardPrinter(mats).doprint(n.attr.xreplace(subs))
         if n.op == "reduce":
-            return {"all": "sum", "cols": "rowsum", "rows": "colsum"}[n.attr] + f"({a[0]})"
+            return {"all": "sum", "cols": "rowsum", "rows": "colsum",
+                    "lse_rows": "column_logsumexp"}[n.attr] + f"({a[0]})"
         if n.op == "trace":
             return f"tr({a[0]})"
         return self._inline(i, nm)
@@ -222,6 +223,8 @@ def _rebuild(g: MGraph, n, args: list):
         src = g.nodes[n.args[0]]
         if n.attr == "cols":
             return a * sp.OneMatrix(src.cols, 1)
+        if n.attr == "lse_rows":
+            return column_logsumexp(a)
         return sp.OneMatrix(1, src.rows) * a
     if n.op == "trace":
         return sp.Trace(args[0])
