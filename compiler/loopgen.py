@@ -46,10 +46,23 @@ class ArrayOp:
 
 @dataclass
 class ArrayProgram:
+    """Array ops in dependency order; ``outputs`` are op ids.
+
+    ``views`` (LLVM back end only) lets an ``input`` op read a block of a flat
+    argument, ``{op id: (offset, row stride)}``, and ``out_views`` lets an
+    output be written straight into a flat output vector,
+    ``{op id: (output vector, offset, row stride)}`` (sized by ``out_sizes``):
+    how a training step reads weights from, and writes gradients to,
+    micrograd's flat parameter vector without copies.
+    """
+
     ops: list
     outputs: list
     n_args: int
     dims: dict = field(default_factory=dict)   # name -> (argument position, axis)
+    views: dict = field(default_factory=dict)
+    out_views: dict = field(default_factory=dict)
+    out_sizes: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -289,6 +302,8 @@ def loop_source(prog: ArrayProgram, name: str = "kernel") -> str:
     """
     if not name.isidentifier():
         raise ValueError(f"kernel name {name!r} is not an identifier")
+    if prog.views or prog.out_views:
+        raise NotImplementedError("strided views are supported by the llvm loop back end only")
     pr = _Printer(prog)
     params = ", ".join(f"a{k}" for k in range(prog.n_args))
     pr.lines.append(f"def {name}({params}):")

@@ -11,12 +11,12 @@ straight-line kernels compute.
 
 Kernel interface (the caller allocates every array)::
 
-    void NAME(ptr args, ptr dims, ptr bufs, ptr scal)
+    void NAME(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)
 
 ``args[k]``: data pointer of argument k (C-contiguous float64); ``dims[d]``:
 value of runtime dimension d (i64); ``bufs[b]``: pointer to the buffer of the
 b-th array-valued node (see :func:`buffer_plan`); ``scal[s]``: slot of the
-s-th scalar-valued node.
+s-th scalar-valued node; ``outs[v]``: flat output vector v (``out_views``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def buffer_plan(prog: ArrayProgram) -> tuple:
     holding a scalar slot, in slot order."""
     buffers, scalars = [], []
     for i, op in enumerate(prog.ops):
-        if op.kind in _VIEWS:
+        if op.kind in _VIEWS or (i in prog.out_views and tuple(op.shape) != (1, 1)):
             continue
         if tuple(op.shape) == (1, 1):
             scalars.append(i)
@@ -43,7 +43,8 @@ def buffer_plan(prog: ArrayProgram) -> tuple:
             buffers.append(i)
     for i in prog.outputs:          # views returned to the caller get a buffer of their own
         op = prog.ops[i]
-        if op.kind in _VIEWS and tuple(op.shape) != (1, 1) and i not in buffers:
+        if op.kind in _VIEWS and tuple(op.shape) != (1, 1) and i not in buffers \
+                and i not in prog.out_views:
             buffers.append(i)
         if tuple(op.shape) == (1, 1) and i not in scalars:
             scalars.append(i)
@@ -82,6 +83,14 @@ class _Emitter:
         r, c = self.p.ops[i].shape
         return self.size(r), self.size(c)
 
+    def ld(self, i: int) -> str:
+        """Row stride of node i's storage."""
+        if i in self.p.views:
+            return str(int(self.p.views[i][1]))
+        if i in self.p.out_views:
+            return str(int(self.p.out_views[i][2]))
+        return self.rows_cols(i)[1]
+
     def base(self, i: int) -> str:
         """Pointer to node i's storage (arguments and buffers)."""
         return self.ptr[i]
@@ -103,7 +112,7 @@ class _Emitter:
                                  "0" if src.shape[1] == 1 else c)
         if tuple(op.shape) == (1, 1) and op.kind != "input":
             return self.scalar_slot(i)
-        cols = self.rows_cols(i)[1]
+        cols = self.ld(i)
         off = self.tmp("off")
         self.emit(f"{off} = mul i64 {r}, {cols}")
         idx = self.tmp("idx")
@@ -327,19 +336,26 @@ class _Emitter:
         return vals[fn.outputs[0]]
 
     def output_copy(self, i: int) -> None:
-        """Outputs that are views are copied into their own buffer."""
+        """Outputs that are views are copied into their own buffer (or their out view)."""
         op = self.p.ops[i]
+        if i in self.p.out_views:
+            if tuple(op.shape) == (1, 1):
+                self.emit(f"store double {self.load(i, '0', '0')}, ptr {self.ptr[('out', i)]}")
+                return
+            if op.kind not in _VIEWS:
+                return
         if op.kind not in _VIEWS or tuple(op.shape) == (1, 1):
             if tuple(op.shape) == (1, 1) and op.kind in _VIEWS:
                 self.emit(f"store double {self.load(i, '0', '0')}, ptr {self.scalar_slot(i)}")
             return
         r, c = self.rows_cols(i)
         dst = self.ptr[("out", i)]
+        ld = str(int(self.p.out_views[i][2])) if i in self.p.out_views else c
 
         def body(rr, cc):
             v = self.load(i, rr, cc)
             off = self.tmp("off")
-            self.emit(f"{off} = mul i64 {rr}, {c}")
+            self.emit(f"{off} = mul i64 {rr}, {ld}")
             idx = self.tmp("idx")
             self.emit(f"{idx} = add i64 {off}, {cc}")
             p = self.tmp("p")
@@ -349,7 +365,7 @@ class _Emitter:
 
 
 def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
-    """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal)``.
+    """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)``.
 
     Examples
     --------
@@ -366,7 +382,7 @@ def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
     e = _Emitter(prog)
     e.dim_value = {}
     header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
-              f"ptr noalias %scal) nounwind {{", "entry:"]
+              f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
     for dim, k in e.dim_index.items():
         p = e.tmp("dp")
         e.emit(f"{p} = getelementptr inbounds i64, ptr %dims, i64 {k}")
@@ -379,7 +395,22 @@ def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
             e.emit(f"{p} = getelementptr inbounds ptr, ptr %args, i64 {int(op.attr)}")
             v = e.tmp("arg")
             e.emit(f"{v} = load ptr, ptr {p}")
+            if i in prog.views:
+                w = e.tmp("view")
+                e.emit(f"{w} = getelementptr inbounds double, ptr {v}, i64 {int(prog.views[i][0])}")
+                v = w
             e.ptr[i] = v
+    for i, (vec, offset, _) in prog.out_views.items():
+        p = e.tmp("op")
+        e.emit(f"{p} = getelementptr inbounds ptr, ptr %outs, i64 {int(vec)}")
+        v = e.tmp("out")
+        e.emit(f"{v} = load ptr, ptr {p}")
+        w = e.tmp("oview")
+        e.emit(f"{w} = getelementptr inbounds double, ptr {v}, i64 {int(offset)}")
+        if prog.ops[i].kind in _VIEWS or tuple(prog.ops[i].shape) == (1, 1):
+            e.ptr[("out", i)] = w
+        else:
+            e.ptr[i] = w
     for slot, i in enumerate(e.buffers):
         p = e.tmp("bp")
         e.emit(f"{p} = getelementptr inbounds ptr, ptr %bufs, i64 {slot}")

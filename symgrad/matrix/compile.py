@@ -37,9 +37,18 @@ def _ewise_function(expr: sp.Basic, n_args: int):
     return b.finish([emit_expr(b, expr, value)])
 
 
-def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
+def to_array_program(prog: MatrixProgram, args: list, outputs: list,
+                     arg_views: dict | None = None, out_views: dict | None = None,
+                     out_sizes: list | None = None) -> tuple:
     """``(ArrayProgram, dims)`` for the nodes ``outputs`` need; ``dims`` maps each
-    symbolic dimension to its generated name."""
+    symbolic dimension to its generated name.
+
+    ``arg_views`` maps a MatrixSymbol to ``(argument position, offset, row
+    stride)``: a block of a flat argument; ``out_views`` maps an index into ``outputs`` to ``(vector,
+    offset, row stride)`` in flat output vectors of sizes ``out_sizes``.
+    """
+    arg_views = arg_views or {}
+    out_views = out_views or {}
     g = prog.graph
     position = {a: k for k, a in enumerate(args)}
     dims: dict = {}
@@ -78,10 +87,13 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
         node_args = n.args
         attr = None
         if n.op == "input":
-            if n.attr not in position:
+            if n.attr in arg_views:
+                attr = arg_views[n.attr][0]
+            elif n.attr not in position:
                 missing.append(n.attr)
                 continue
-            attr = position[n.attr]
+            else:
+                attr = position[n.attr]
         elif n.op == "const":
             attr = float(n.attr)
         elif n.op == "dim":
@@ -101,7 +113,15 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list) -> tuple:
     if missing:
         raise ValueError(f"matrix symbols {', '.join(str(m) for m in missing)} are not in args; "
                          f"add them to args")
-    return ArrayProgram(ops, [new[o] for o in outputs], len(args), dims), dim_names
+    views = {new[i]: tuple(arg_views[g.nodes[i].attr][1:]) for i in order
+             if g.nodes[i].op == "input" and g.nodes[i].attr in arg_views}
+    outs = [new[o] for o in outputs]
+    oviews = {}
+    for k, view in out_views.items():
+        if outs[k] in oviews or outs[k] in views or outs.count(outs[k]) > 1:
+            raise NotImplementedError("an output shared by two views")
+        oviews[outs[k]] = view
+    return ArrayProgram(ops, outs, len(args), dims, views, oviews, list(out_sizes or [])), dim_names
 
 
 def _fuse_elementwise(g, order: list, outputs: list) -> tuple:
@@ -160,7 +180,7 @@ class CompiledLayers:
     """
 
     def __init__(self, loss, args: Sequence, wrt: Sequence | None = None,
-                 backend: str = "llvm") -> None:
+                 backend: str = "llvm", program_only: bool = False) -> None:
         if backend not in ("llvm", "numba"):
             raise ValueError(f"layer-level code runs on backend 'llvm' (default) or 'numba', "
                              f"got {backend!r}")
@@ -182,6 +202,10 @@ class CompiledLayers:
         fw_prog, _ = to_array_program(self.program, args, self.program.outputs)
         self.source_forward = loop_source(fw_prog, "forward")
         self._fw_prog = fw_prog
+        self._backend = backend
+        self._fw = None
+        if program_only:        # the caller compiles its own variant of the program
+            return
         if backend == "numba":
             mod, self.cache_path, self.cache_reused = backends.load_numba(
                 self.source, "value_and_grad", batch=False)
@@ -261,3 +285,29 @@ def compile_layers(loss, args: Sequence, wrt: Sequence | None = None,
                    backend: str = "llvm") -> CompiledLayers:
     """Compile a scalar layer-level loss and its gradient (see :class:`CompiledLayers`)."""
     return CompiledLayers(loss, args, wrt, backend)
+
+
+class CompiledForward:
+    """Compiled matrix expressions (no gradient): ``fn(*arrays)`` -> tuple of results."""
+
+    def __init__(self, exprs, args: Sequence) -> None:
+        from compiler.llvmjit import load_loops
+        from symgrad.matrix.graph import lower_matrix
+
+        exprs = list(exprs) if isinstance(exprs, (list, tuple)) else [exprs]
+        self.exprs, self.args = exprs, tuple(args)
+        g = lower_matrix(exprs)
+        self.program = MatrixProgram(g, list(g.outputs), [], [])
+        self.array_program, _ = to_array_program(self.program, list(args), list(g.outputs))
+        self.source = loop_source(self.array_program, "forward")
+        self._kernel = load_loops(self.array_program)
+        self._checker = CompiledLayers.__new__(CompiledLayers)
+        self._checker.args = self.args
+
+    def __call__(self, *arrays) -> tuple:
+        return self._kernel(*CompiledLayers._pack(self._checker, arrays))
+
+
+def compile_forward(exprs, args: Sequence) -> CompiledForward:
+    """Compile matrix expressions of ``args`` (MatrixSymbols) to loop code."""
+    return CompiledForward(exprs, args)
