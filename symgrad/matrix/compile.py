@@ -255,7 +255,8 @@ class CompiledLayers:
     def value_and_grad(self, *arrays) -> tuple:
         """``(loss, [gradient w.r.t. each wrt matrix])`` from one fused kernel."""
         res = self._vg(*self._pack(arrays))
-        return float(res[0]), list(res[1:])
+        grads = [np.array([[g]]) if isinstance(g, float) else np.asarray(g) for g in res[1:]]
+        return float(res[0]), grads
 
     def grad(self, *arrays) -> list:
         """The gradients only (one array per ``wrt`` matrix)."""

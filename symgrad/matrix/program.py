@@ -122,7 +122,7 @@ class MatrixProgram:
             return "*".join(x if (x.isidentifier() or x.endswith(".T")) else f"({x})" for x in a)
         if n.op == "ewise":
             subs = {placeholder(k): sp.Symbol(name) for k, name in enumerate(a)}
-            mats = {sp.Symbol(name) for x, name in zip(n.args, a) if not g.nodes[x].scalar}
+            mats = {sp.Symbol(name) for x, name in zip(n.args, a) if not _is_scalar(g, x)}
             return _HadamardPrinter(mats).doprint(n.attr.xreplace(subs))
         if n.op == "reduce":
             return {"all": "sum", "cols": "rowsum", "rows": "colsum",
@@ -190,6 +190,12 @@ class MatrixProgram:
         """The gradient w.r.t. each ``wrt`` as one SymPy matrix expression."""
         memo: dict = {}
         return [self.expression(gid, memo=memo) for gid in self.gradients]
+
+
+def _is_scalar(g: MGraph, i: int) -> bool:
+    while g.nodes[i].op == "bcast":       # a broadcast scalar still prints as a scalar
+        i = g.nodes[i].args[0]
+    return g.nodes[i].scalar
 
 
 def _latex_name(name: str) -> str:
