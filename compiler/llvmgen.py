@@ -56,7 +56,13 @@ nonzero:
   %frac = fcmp une double %b, %fb
   %bad = and i1 %an, %frac
   %p = call double @llvm.pow.f64(double %a, double %b)
-  %r = select i1 %bad, double 0x7FF8000000000000, double %p
+  %isinv = fcmp oeq double %b, -1.0
+  %inv = fdiv double 1.0, %a
+  %ishalf = fcmp oeq double %b, 0.5
+  %sq = call double @llvm.sqrt.f64(double %a)
+  %p1 = select i1 %ishalf, double %sq, double %p
+  %p2 = select i1 %isinv, double %inv, double %p1
+  %r = select i1 %bad, double 0x7FF8000000000000, double %p2
   ret double %r
 }""",
     "sigmoid": """define internal double @sg_sigmoid(double %a) alwaysinline {
@@ -175,6 +181,34 @@ def _t_not(d, a):
             f"  {d} = select i1 {d}.c, double 1.0, double 0.0"]
 
 
+def _t_logsumexp(d, a):
+    """Max-shifted, as ``runtime.logsumexp``: nan if any input is nan, +-inf if the max is."""
+    lines, m, nan = [], "0xFFF0000000000000", None
+    for k, x in enumerate(a):
+        lines += [f"  {d}.n{k} = fcmp uno double {x}, {x}",
+                  f"  {d}.g{k} = fcmp ogt double {x}, {m}",
+                  f"  {d}.m{k} = select i1 {d}.g{k}, double {x}, double {m}"]
+        if nan is None:
+            nan = f"{d}.n{k}"
+        else:
+            lines.append(f"  {d}.o{k} = or i1 {nan}, {d}.n{k}")
+            nan = f"{d}.o{k}"
+        m = f"{d}.m{k}"
+    total = "0.0"
+    for k, x in enumerate(a):
+        lines += [f"  {d}.d{k} = fsub double {x}, {m}",
+                  f"  {d}.e{k} = call double @llvm.exp.f64(double {d}.d{k})",
+                  f"  {d}.s{k} = fadd double {total}, {d}.e{k}"]
+        total = f"{d}.s{k}"
+    return lines + [
+        f"  {d}.l = call double @llvm.log.f64(double {total})",
+        f"  {d}.r = fadd double {m}, {d}.l",
+        f"  {d}.a = call double @llvm.fabs.f64(double {m})",
+        f"  {d}.i = fcmp oeq double {d}.a, 0x7FF0000000000000",
+        f"  {d}.f = select i1 {d}.i, double {m}, double {d}.r",
+        f"  {d} = select i1 {nan}, double 0x7FF8000000000000, double {d}.f"]
+
+
 def _call(fname, n=1):
     def t(d, a):
         params = ", ".join(f"double {x}" for x in a[:n])
@@ -196,6 +230,7 @@ _TEMPLATES: dict[str, Callable] = {
     "max2": _t_minmax("oge"),
     "min2": _t_minmax("ole"),
     "piecewise": _t_piecewise,
+    "logsumexp": _t_logsumexp,
     "and_": _t_logic(True),
     "or_": _t_logic(False),
     "not_": _t_not,
@@ -213,6 +248,7 @@ _DECLS = {name: f"declare double @{name}(double)" for name in _LIBM_UNARY}
 _DECLS["atan2"] = "declare double @atan2(double, double)"
 _DECLS.update({intr: f"declare double @{intr}(double)" for intr in _INTRINSIC_UNARY.values()})
 _DECLS["llvm.pow.f64"] = "declare double @llvm.pow.f64(double, double)"
+_DECLS["llvm.sqrt.f64"] = "declare double @llvm.sqrt.f64(double)"
 
 
 # columns i in [lo, hi) of column-major in (n_in x stride) / out (n_out x stride):
@@ -265,7 +301,7 @@ def preamble(used_ops: set) -> list:
     decls = set()
     for op in used_ops:
         if op in ("pow",):
-            decls.update(("llvm.floor.f64", "llvm.pow.f64"))
+            decls.update(("llvm.floor.f64", "llvm.pow.f64", "llvm.sqrt.f64"))
         if op in ("sigmoid", "softplus"):
             decls.add("llvm.exp.f64")
         if op == "softplus":
@@ -274,6 +310,8 @@ def preamble(used_ops: set) -> list:
             decls.add(op)
         if op in _INTRINSIC_UNARY:
             decls.add(_INTRINSIC_UNARY[op])
+        if op == "logsumexp":
+            decls.update(("llvm.exp.f64", "llvm.log.f64", "llvm.fabs.f64"))
     return [_DECLS[d] for d in sorted(decls)] + [_HELPERS[h] for h in sorted(_HELPERS) if h in used_ops]
 
 

@@ -123,13 +123,23 @@ class LLVMKernel:
 
     def call(self, inp: np.ndarray, out: np.ndarray) -> None:
         """One point: contiguous float64 ``inp`` (n_inputs,) -> ``out`` (n_outputs,)."""
+        if inp.dtype != np.float64 or out.dtype != np.float64 or inp.size < self.n_inputs \
+                or out.size < self.n_outputs or not (inp.flags.c_contiguous and out.flags.c_contiguous):
+            raise ValueError(f"call: inp and out must be C-contiguous float64 arrays of sizes "
+                             f"{self.n_inputs} and {self.n_outputs}")
         self._call(inp.ctypes.data, out.ctypes.data)
 
     def call_batch(self, inp: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
         """Points as columns: C-contiguous ``inp`` (n_inputs, n) -> ``out``
         (n_outputs, n), split over threads when the batch is big enough to
         pay for them (ctypes releases the GIL)."""
-        n = inp.shape[1]
+        n = inp.shape[1] if inp.ndim == 2 else -1
+        for name, arr, rows in (("inp", inp, self.n_inputs), ("out", out, self.n_outputs)):
+            if arr.dtype != np.float64 or arr.ndim != 2 or arr.shape != (rows, n) \
+                    or not arr.flags.c_contiguous or (name == "out" and not arr.flags.writeable):
+                raise ValueError(f"call_batch: {name} must be a C-contiguous float64 array of "
+                                 f"shape ({rows}, n) (one column per point), got {arr.dtype} "
+                                 f"{arr.shape}")
         threads = threads or min(os.cpu_count() or 1, 8)
         ip, op = inp.ctypes.data, out.ctypes.data
         if threads <= 1 or n < 2 * threads or n * max(self.n_outputs, 1) < 20_000:

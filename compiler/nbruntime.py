@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from compiler import runtime as R
@@ -27,9 +28,21 @@ def _pow(a, b):
         if b == 0.0:
             return 1.0
         return INF
-    if a < 0.0 and b != math.floor(b):
+    if a < 0.0 and math.isfinite(b) and b % 1.0 != 0.0:
         return NAN
+    if b == -1.0:
+        return 1.0 / a
+    if b == 0.5:
+        return math.sqrt(a)
     return math.pow(a, b)
+
+
+def _floor(a):
+    return np.floor(a)   # float in, float out: no int64 round trip
+
+
+def _ceil(a):
+    return np.ceil(a)
 
 
 def _exp(a):
@@ -48,7 +61,8 @@ def _cosh(a):
     return math.cosh(a)
 
 
-_TWINS = {"pow": _pow, "exp": _exp, "expm1": _expm1, "sinh": _sinh, "cosh": _cosh}
+_TWINS = {"pow": _pow, "exp": _exp, "expm1": _expm1, "sinh": _sinh, "cosh": _cosh,
+          "floor": _floor, "ceil": _ceil}
 
 _NAMES = ["add", "mul", "div", "pow", "exp", "expm1", "log", "log1p", "sin", "cos", "tan",
           "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "erf", "relu", "sigmoid",

@@ -28,8 +28,11 @@ INF = float("inf")
 # --- arithmetic -------------------------------------------------------------
 
 def add(*xs: float) -> float:
-    s = 0.0
-    for v in xs:
+    """Left to right, as generated code writes ``a + b + c`` (so ``-0.0 + -0.0`` is -0.0)."""
+    if not xs:
+        return 0.0
+    s = xs[0]
+    for v in xs[1:]:
         s += v
     return s
 
@@ -48,14 +51,22 @@ def div(a: float, b: float) -> float:
 
 
 def pow(a: float, b: float) -> float:  # noqa: A001 - the op's name
+    """``a**b``; ``0**b`` is 0, 1 or inf, a negative base with a non-integer
+    finite exponent is nan; otherwise C99 ``pow`` (``(-2)**inf = inf``).
+    ``b == -1`` and ``b == 0.5`` are computed as ``1/a`` and ``sqrt(a)``, as
+    LLVM rewrites them in native code, so every back end gives the same bits."""
     if a == 0.0:
         if b > 0.0:
             return 0.0
         if b == 0.0:
             return 1.0
         return INF
-    if a < 0.0 and b != math.floor(b):
+    if a < 0.0 and math.isfinite(b) and b % 1.0 != 0.0:
         return NAN
+    if b == -1.0:
+        return 1.0 / a
+    if b == 0.5:
+        return math.sqrt(a)
     try:
         return math.pow(a, b)
     except OverflowError:
@@ -219,11 +230,19 @@ def min2(a: float, b: float) -> float:
 
 
 def floor(a: float) -> float:
-    return float(math.floor(a)) if math.isfinite(a) else a
+    """IEEE floor (``floor(-0.0)`` is -0.0), exact for any magnitude."""
+    if not math.isfinite(a) or abs(a) >= 4503599627370496.0:   # 2**52: already integral
+        return a
+    r = float(math.floor(a))
+    return math.copysign(r, a) if r == 0.0 else r
 
 
 def ceil(a: float) -> float:
-    return float(math.ceil(a)) if math.isfinite(a) else a
+    """IEEE ceil (``ceil(-0.5)`` is -0.0), exact for any magnitude."""
+    if not math.isfinite(a) or abs(a) >= 4503599627370496.0:
+        return a
+    r = float(math.ceil(a))
+    return math.copysign(r, a) if r == 0.0 else r
 
 
 def piecewise(*args: float) -> float:

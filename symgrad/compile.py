@@ -159,12 +159,17 @@ class CompiledFunction:
         arrays = []
         for spec, value in zip(self._specs, call_args):
             kind, sym, _ = spec
-            if isinstance(value, (str, bytes)):
+            if isinstance(value, (str, bytes)) or value is None:
                 raise TypeError(f"argument {_spec_name(spec)} must be numeric, got {value!r}")
+            kind_of = getattr(value, "dtype", None)
+            if kind_of is not None and kind_of.kind not in "biuf":
+                raise TypeError(f"argument {_spec_name(spec)} must be numeric, got dtype {kind_of}")
             try:
                 arr = np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError):
                 raise TypeError(f"argument {_spec_name(spec)} must be numeric, got {value!r}") from None
+            if kind_of is None and np.asarray(value).dtype.kind not in "biuf":
+                raise TypeError(f"argument {_spec_name(spec)} must be numeric, got {value!r}")
             want = 0 if kind == "scalar" else 1
             if kind == "array" and arr.ndim >= 1 and arr.shape[-1] != len(sym):
                 raise ValueError(f"argument {_spec_name(spec)} must have length {len(sym)}, "
