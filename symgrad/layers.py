@@ -58,7 +58,7 @@ def layers_expr(model, n: sp.Symbol | None = None, data_rows: bool = False) -> L
     >>> import symgrad as sg
     >>> g = sg.nn.MLP(2, [3, 1]).layers_expr()
     >>> g.scores
-    W1*ReLU(W0*X + b0*1) + b1*1
+    W1*Lambda(_d, relu(_d)).(W0*X + b0*1) + b1*1
     """
     n = sp.Symbol("n", integer=True, positive=True) if n is None else n
     sizes = model.sizes

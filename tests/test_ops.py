@@ -62,6 +62,7 @@ REQUIRED = [
 # name -> (float arguments for the numeric forward, SymPy reference value)
 _F = sp.Float
 FORWARD_SAMPLES = {
+    "logsumexp": ((1.0, 2.0, 3.0), sp.log(sp.exp(1) + sp.exp(2) + sp.exp(3))),
     "add": ((1.25, -0.5, 2.0), _F(1.25) + _F(-0.5) + 2),
     "mul": ((1.5, -2.0), _F(1.5) * -2),
     "pow": ((2.0, 1.5), sp.Integer(2) ** sp.Rational(3, 2)),

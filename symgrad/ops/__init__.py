@@ -7,9 +7,10 @@ Where to find an op's rules, by file name:
 * ``activations`` relu, sigmoid, softplus
 * ``nonsmooth``   Abs, sign, Heaviside, floor, ceiling, Max, Min, Piecewise
 * ``logic``       comparisons, And, Or, Not (Piecewise conditions)
+* ``reductions``  logsumexp (n-ary, stable)
 """
 
 from symgrad.ops.registry import Op, all_ops, get_op, lookup_op, register_op
-from symgrad.ops import activations, arithmetic, elementary, logic, nonsmooth  # noqa: F401  (register)
+from symgrad.ops import activations, arithmetic, elementary, logic, nonsmooth, reductions  # noqa: F401  (register)
 
 __all__ = ["Op", "register_op", "lookup_op", "get_op", "all_ops"]
