@@ -136,8 +136,8 @@ class _Emitter:
         self.emit(f"store double {value}, ptr {self.elem_ptr(i, r, c)}")
 
     # -- loops ----------------------------------------------------------------------
-    def loop(self, bound: str, body, start: str = "0") -> None:
-        """``for var in range(start, bound): body(var)``."""
+    def loop(self, bound: str, body, start: str = "0", step: int = 1) -> None:
+        """``for var in range(start, bound, step): body(var)``."""
         k = self.n = self.n + 1
         head, bodyl, latch, exit_ = (f"%L{k}.head", f"%L{k}.body", f"%L{k}.latch", f"%L{k}.exit")
         var, nxt, cond = f"%i{k}", f"%i{k}.next", f"%c{k}"
@@ -151,7 +151,7 @@ class _Emitter:
         body(var)
         self.emit(f"br label {latch}")
         self.label(latch)
-        self.emit(f"{nxt} = add i64 {var}, 1")
+        self.emit(f"{nxt} = add i64 {var}, {int(step)}")
         self.emit(f"br label {head}")
         self.label(exit_)
 
@@ -273,19 +273,40 @@ class _Emitter:
                 k, lambda kk: self._mul(self.load(a, ii, kk), self.load(b, kk, jj))))))
             return
         self.loop(m, lambda ii: self.loop(n, lambda jj: self.store(i, ii, jj, "0.0")))
+        # k in blocks of 4: each pass over a row of the result adds four products
+        # (one load and store of C per four multiply-adds), then the remainder
+        if k.isdigit():
+            k4 = str(int(k) - int(k) % 4)
+        else:
+            k4 = self.tmp("k4")
+            self.emit(f"{k4} = and i64 {k}, -4")
         if ta and not tb:     # A.T * B: k, i, j
-            self.loop(k, lambda kk: self.loop(m, lambda ii: self._axpy(i, a, b, ii, kk, n)))
+            self.loop(k4, lambda kk: self.loop(m, lambda ii: self._axpy(i, a, b, ii, kk, n, 4)), step=4)
+            self.loop(k, lambda kk: self.loop(m, lambda ii: self._axpy(i, a, b, ii, kk, n, 1)), start=k4)
         else:                 # A * B: i, k, j
-            self.loop(m, lambda ii: self.loop(k, lambda kk: self._axpy(i, a, b, ii, kk, n)))
+            def row(ii):
+                self.loop(k4, lambda kk: self._axpy(i, a, b, ii, kk, n, 4), step=4)
+                self.loop(k, lambda kk: self._axpy(i, a, b, ii, kk, n, 1), start=k4)
+            self.loop(m, row)
 
-    def _axpy(self, i, a, b, ii, kk, n) -> None:
-        aik = self.load(a, ii, kk)
+    def _axpy(self, i, a, b, ii, kk, n, width: int) -> None:
+        """``C[ii, :] += sum(A[ii, kk+q] * B[kk+q, :] for q < width)``, fused multiply-adds."""
+        ks = [kk]
+        for q in range(1, width):
+            t = self.tmp("kq")
+            self.emit(f"{t} = add i64 {kk}, {q}")
+            ks.append(t)
+        coef = [self.load(a, ii, kq) for kq in ks]
 
         def body(jj):
-            old = self.load(i, ii, jj)
-            new = self.tmp("ax")
-            self.emit(f"{new} = fadd double {old}, {self._mul(aik, self.load(b, kk, jj))}")
-            self.store(i, ii, jj, new)
+            acc = self.load(i, ii, jj)
+            for c, kq in zip(coef, ks):
+                prod = self.tmp("mu")
+                self.emit(f"{prod} = fmul contract double {c}, {self.load(b, kq, jj)}")
+                new = self.tmp("ax")
+                self.emit(f"{new} = fadd contract double {acc}, {prod}")
+                acc = new
+            self.store(i, ii, jj, acc)
         self.loop(n, body)
 
     def _op(self, name: str, args: list) -> str:

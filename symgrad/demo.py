@@ -38,7 +38,7 @@ def moons_demo(steps: int = 100, seed: int = 0, plot: str | None = None,
 
     X, y = sg.datasets.make_moons(n_samples=100, noise=0.1, seed=seed)
     model = sg.nn.MLP(2, [16, 16, 1])
-    say(f"model: {model}")
+    say("model: MLP(2, [16, 16, 1]): ReLU hidden layers, linear output")
     say(f"parameters: {model.n_params}")
     t0 = time.perf_counter()
     step = sg.nn.compile_loss(model, loss="hinge", l2=1e-4)
