@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import shlex
 import signal
@@ -150,7 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         return args.run(args)
-    except (CommandError, ValueError, TypeError, ArithmeticError, UnsupportedOperation) as exc:
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly, as a SIGPIPE'd tool does
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (CommandError, ValueError, TypeError, ArithmeticError, UnsupportedOperation,
+            OSError) as exc:
         return _fail(str(exc))
     except RecursionError:
         return _fail("the formula is too deeply nested to process")
@@ -326,6 +332,8 @@ def compile_command(args: argparse.Namespace) -> int:
     stray = [str(w) for w in wrt if w not in params]
     if stray:
         raise CommandError(f"--wrt {', '.join(stray)}: not in --args")
+    if args.check and args.points < 1:
+        raise CommandError("--points must be at least 1")
     backend = args.backend
     if backend == "auto" and not args.check:
         backend = "python"
@@ -339,8 +347,6 @@ def compile_command(args: argparse.Namespace) -> int:
 
 
 def _check(fn, params: list, points: int, seed: int) -> int:
-    if points < 1:
-        raise CommandError("--points must be at least 1")
     rng = random.Random(seed)
     failed = 0
     for _ in range(points):
@@ -384,7 +390,10 @@ def graph_command(args: argparse.Namespace) -> int:
     if suffix in (".dot", ".gv"):
         path.write_text(text + "\n")
     elif suffix in _RENDERED:
-        data = render(text, suffix[1:])
+        try:
+            data = render(text, suffix[1:])
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
         if data is None:
             dot_path = path.with_suffix(".dot")
             dot_path.write_text(text + "\n")
@@ -396,4 +405,23 @@ def graph_command(args: argparse.Namespace) -> int:
         raise CommandError(f"-o {args.output}: unknown format {suffix or '(no suffix)'}; "
                            f"use .dot, .svg, .png or .pdf")
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+@command(
+    "demo", "train micrograd's moons MLP with a compiled training step and print the accuracy",
+    arg("--steps", type=int, default=100, help="SGD steps (default 100, as micrograd)"),
+    arg("--seed", type=int, default=0, help="seed of the data and of the initial weights"),
+    arg("-o", "--output", default="moons.png",
+        help="decision-boundary and loss-curve plot (PNG; needs matplotlib); default moons.png"),
+    arg("--no-plot", action="store_true", help="do not plot"),
+    arg("--no-progress", action="store_true", help="no progress bar"),
+)
+def demo_command(args: argparse.Namespace) -> int:
+    from symgrad.demo import moons_demo
+
+    if args.steps < 1:
+        raise CommandError(f"--steps must be at least 1, got {args.steps}")
+    moons_demo(steps=args.steps, seed=args.seed, plot=None if args.no_plot else args.output,
+               progress=False if args.no_progress else None)
     return 0

@@ -58,7 +58,8 @@ def emit_expr(b: Builder, expr: sp.Basic, value) -> int:
             impl = node.op.impl
             if not isinstance(impl, str):
                 raise UnsupportedOperation(
-                    f"op {node.op.name!r} has a Python forward only and cannot be compiled; "
-                    f"use backend='python' or add it to compiler.runtime")
+                    f"op {node.op.name!r} has a Python forward only, so no back end can "
+                    f"generate code for it; register it with impl=<name of a function in "
+                    f"compiler.runtime>, or evaluate it with sg.tape / sg.check_grad")
             ids[node.index] = b.op(impl, *[ids[c] for c in node.args])
     return ids[graph.outputs[0]]

@@ -25,22 +25,25 @@ was expected. SymPy evaluates each node as if the formula were Python code
 (``a - b*c/d`` is ``a - ((b*c)/d)``), except that sums and products of more
 than 32 operands are built flat, ``Add(*terms)`` and ``Mul(*factors)``
 (pairwise, they take quadratic time; flat, SymPy skips its distribution of a
-number over a sum in a two-factor product and rounds float quotients
-twice). There are limits, so that no input can make it run for long: at most :data:`MAX_LENGTH` characters and :data:`MAX_DEPTH` levels
-of nesting; exact numbers (integers, fractions) of at most
-:data:`MAX_EXACT_BITS` bits; floats within about the range of a 64-bit float.
-A power of numbers is estimated *before* SymPy computes it, so
-``9**9**9**9`` is rejected at once instead of computing a number with 370
-million digits.
+number over a sum in a two-factor product and rounds float quotients twice).
 
-One more limit works around SymPy itself: evaluating ``sinh``, ``cosh`` or
-``tanh`` asks whether the argument is real by expanding its real and
-imaginary parts, which takes time exponential in their nesting (in SymPy
+Limits, so that no input can keep SymPy busy for long: at most
+:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting and
+:data:`MAX_VARIADIC_ARGS` arguments of ``max``/``min``; exact numbers
+(integers, fractions) of at most :data:`MAX_EXACT_BITS` bits and floats
+within about the range of a 64-bit float (:data:`MAX_FLOAT_BITS`). A power
+of numbers is estimated *before* SymPy computes it, so ``9**9**9**9`` is
+rejected at once instead of computing a number with 370 million digits.
+
+One more limit works around SymPy itself: to evaluate an expression that
+contains ``sinh``, ``cosh`` or ``tanh``, SymPy asks whether they are real by
+expanding the real and imaginary parts of their argument, which takes time
+exponential in how deeply the argument nests functions and powers (in SymPy
 1.14, ``tanh`` nested 9 deep takes 8 s to build, 10 deep half a minute).
-Nodes above more than :data:`MAX_HYPERBOLIC_DEPTH` nested hyperbolic
-functions are therefore built unevaluated (``evaluate=False``): they print,
-differentiate and compile the same, only SymPy's automatic rewrites (such as
-``tanh(-u) -> -tanh(u)``) are skipped there.
+Nodes above a hyperbolic function whose argument nests deeper than
+:data:`MAX_HYPERBOLIC_DEPTH` allows are therefore built unevaluated
+(``evaluate=False``): they print, differentiate and compile the same, only
+SymPy's automatic rewrites (such as ``tanh(-u) -> -tanh(u)``) are skipped.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import sympy as sp
 from sympy.core.function import Application
@@ -63,8 +67,10 @@ __all__ = [
     "CONSTANTS",
     "MAX_DEPTH",
     "MAX_EXACT_BITS",
+    "MAX_FLOAT_BITS",
     "MAX_HYPERBOLIC_DEPTH",
     "MAX_LENGTH",
+    "MAX_VARIADIC_ARGS",
     "FormulaError",
     "FormulaFunction",
     "functions",
@@ -79,8 +85,12 @@ MAX_EXACT_BITS = 10_000
 """Largest exact number (numerator or denominator) in bits, about 3,000 digits."""
 MAX_FLOAT_BITS = 1_100
 """Floats must lie within ``2**-1100 < |x| < 2**1100`` (just past float64's range)."""
-MAX_HYPERBOLIC_DEPTH = 3
-"""Nodes over more nested sinh/cosh/tanh than this are built unevaluated."""
+MAX_VARIADIC_ARGS = 16
+"""Most arguments of one ``max``/``min`` (nested ones included, as SymPy flattens them)."""
+MAX_HYPERBOLIC_DEPTH = 4
+"""Nodes above a sinh, cosh or tanh whose argument nests functions and powers
+more than 3 deep are built unevaluated. (The hyperbolic depth is 1 plus that
+nesting: 2 for ``tanh(tanh(x))``, 3 for ``cosh(sin(x)**2)``.)"""
 _POWER_BUDGET_BITS = 10 * MAX_EXACT_BITS  # all exact powers of one formula together
 _HYPERBOLIC = (sp.sinh, sp.cosh, sp.tanh)
 _PAIRWISE = 32  # longer sums and products are built flat (pairwise is quadratic)
@@ -273,15 +283,22 @@ def parse_formula(text: str, symbols: Mapping[str, sp.Basic] | None = None) -> s
                            f"the limit is {MAX_DEPTH} levels") from None
 
 
+class _Node(NamedTuple):
+    """A parsed subformula: its expression, and how costly SymPy finds it."""
+
+    expr: sp.Expr
+    depth: int = 0  # nesting of functions and powers (reciprocals count)
+    hyperbolic: int = 0  # 1 + depth of the argument, for the deepest sinh/cosh/tanh inside
+
+
 class _Parser:
     def __init__(self, tokens: list, symbols: dict, fns: dict) -> None:
         self.tokens = tokens
         self.pos = 0
         self.symbols = symbols
         self.fns = fns
-        self.depth = 0
+        self.nesting = 0
         self.budget = _POWER_BUDGET_BITS
-        self.hyperbolic: dict = {}  # expression -> sinh/cosh/tanh nesting depth, if > 0
 
     # -- tokens -------------------------------------------------------------------
     def peek(self) -> _Token:
@@ -310,13 +327,13 @@ class _Parser:
 
     # -- grammar ------------------------------------------------------------------
     def parse(self) -> sp.Expr:
-        expr = self.sum()
+        node = self.sum()
         tok = self.peek()
         if tok.kind != "end":
             raise self.unexpected(tok, "an operator or end of formula")
-        return expr
+        return node.expr
 
-    def sum(self) -> sp.Expr:
+    def sum(self) -> _Node:
         start = self.peek().column
         terms = [self.product()]
         while self.at("+", "-"):
@@ -325,45 +342,47 @@ class _Parser:
             terms.append(term if sign == "+" else self.negate(term, start))
         if len(terms) == 1:
             return terms[0]
+        exprs = [t.expr for t in terms]
 
         def evaluated():
-            if len(terms) > _PAIRWISE:
-                return sp.Add(*terms)
-            acc = terms[0]
-            for t in terms[1:]:
-                acc = acc + t
+            if len(exprs) > _PAIRWISE:
+                return sp.Add(*exprs)
+            acc = exprs[0]
+            for e in exprs[1:]:
+                acc = acc + e
             return acc
 
-        return self.build(terms, start, evaluated, lambda: sp.Add(*terms, evaluate=False))
+        return self.build(terms, start, evaluated, lambda: sp.Add(*exprs, evaluate=False))
 
-    def product(self) -> sp.Expr:
+    def product(self) -> _Node:
         start = self.peek().column
-        factors, ops = [self.unary()], []
+        factors, ops = [self.unary()], ["*"]
         while self.at("*", "/"):
             ops.append(self.next().text)
             factors.append(self.unary())
-        if not ops:
+        if len(factors) == 1:
             return factors[0]
+        pairs = [(op, f.expr) for op, f in zip(ops, factors)]
 
         def evaluated():
-            if len(factors) > _PAIRWISE:
-                return sp.Mul(factors[0], *[f if op == "*" else sp.Pow(f, -1)
-                                            for op, f in zip(ops, factors[1:])])
-            acc = factors[0]
-            for op, f in zip(ops, factors[1:]):
-                acc = acc * f if op == "*" else acc / f
+            if len(pairs) > _PAIRWISE:
+                return sp.Mul(*[e if op == "*" else sp.Pow(e, -1) for op, e in pairs])
+            acc = pairs[0][1]
+            for op, e in pairs[1:]:
+                acc = acc * e if op == "*" else acc / e
             return acc
 
         def unevaluated():
-            return sp.Mul(factors[0], *[f if op == "*" else sp.Pow(f, -1, evaluate=False)
-                                        for op, f in zip(ops, factors[1:])], evaluate=False)
+            return sp.Mul(*[e if op == "*" else sp.Pow(e, -1, evaluate=False) for op, e in pairs],
+                          evaluate=False)
 
-        return self.build(factors, start, evaluated, unevaluated)
+        return self.build(factors, start, evaluated, unevaluated,
+                          reciprocals=[op == "/" for op in ops])
 
-    def unary(self) -> sp.Expr:
-        self.depth += 1
+    def unary(self) -> _Node:
+        self.nesting += 1
         try:
-            if self.depth > MAX_DEPTH:
+            if self.nesting > MAX_DEPTH:
                 raise FormulaError(f"the formula is nested more than {MAX_DEPTH} levels deep",
                                    self.peek().column)
             if self.at("+", "-"):
@@ -376,20 +395,20 @@ class _Parser:
                 return self.power(base, self.unary(), tok)
             return base
         finally:
-            self.depth -= 1
+            self.nesting -= 1
 
-    def atom(self) -> sp.Expr:
+    def atom(self) -> _Node:
         tok = self.peek()
         if tok.kind == "number":
-            return self.number(self.next())
+            return _Node(self.number(self.next()))
         if tok.kind == "name":
             self.next()
-            return self.call(tok) if self.at("(") else self.name(tok)
+            return self.call(tok) if self.at("(") else _Node(self.name(tok))
         if tok.kind == "op" and tok.text == "(":
             self.next()
-            expr = self.sum()
+            node = self.sum()
             self.expect(")")
-            return expr
+            return node
         raise self.unexpected(tok, "a number, a name or '('")
 
     def expect(self, text: str) -> None:
@@ -427,7 +446,7 @@ class _Parser:
             raise FormulaError(f"{name!r} is a function; call it as {name}(...)", tok.column)
         return sp.Symbol(name)
 
-    def call(self, tok: _Token) -> sp.Expr:
+    def call(self, tok: _Token) -> _Node:
         name = tok.text
         _check_name(name, tok.column)
         fn = self.fns.get(name)
@@ -446,8 +465,14 @@ class _Parser:
         if not fn.accepts(len(args)):
             given = f"{len(args)} {'was' if len(args) == 1 else 'were'} given"
             raise FormulaError(f"{name}() takes {fn.describe()} but {given}", tok.column)
-        return self.build(args, tok.column, lambda: fn.head(*args),
-                          lambda: _unevaluated(fn.head, args), fn.head in _HYPERBOLIC)
+        exprs = [a.expr for a in args]
+        n = sum(len(e.args) if e.func is fn.head else 1 for e in exprs)  # max(max()) is flat
+        if fn.arities[-1] is None and n > MAX_VARIADIC_ARGS:
+            raise FormulaError(f"{name}() of {n} arguments (counting nested {name} calls); "
+                               f"the limit is {MAX_VARIADIC_ARGS} (SymPy's time grows "
+                               f"quadratically with them)", tok.column)
+        return self.build(args, tok.column, lambda: fn.head(*exprs),
+                          lambda: _unevaluated(fn.head, exprs), head=fn.head)
 
     def unknown_function(self, name: str) -> str:
         if name in self.symbols or name in CONSTANTS:
@@ -458,15 +483,16 @@ class _Parser:
             return f"unknown function {name!r}; did you mean {options}?"
         return f"unknown function {name!r}; known functions: {', '.join(sorted(self.fns))}"
 
-    # -- size guards ------------------------------------------------------------------
-    def power(self, base: sp.Expr, exp: sp.Expr, tok: _Token) -> sp.Expr:
+    # -- building nodes, within limits --------------------------------------------------
+    def power(self, base: _Node, exp: _Node, tok: _Token) -> _Node:
         """``base**exp``, refusing numeric powers too large to compute."""
-        coeff = base if base.is_Number else base.as_coeff_Mul()[0] if base.is_Mul else None
-        if (coeff is not None and exp.is_Number and _finite(coeff) and _finite(exp)
-                and coeff not in (0, 1, -1) and exp != 0):
-            exact = coeff.is_Rational and exp.is_Rational
+        b, e = base.expr, exp.expr
+        coeff = b if b.is_Number else b.as_coeff_Mul()[0] if b.is_Mul else None
+        if (coeff is not None and e.is_Number and _finite(coeff) and _finite(e)
+                and coeff not in (0, 1, -1) and e != 0):
+            exact = coeff.is_Rational and e.is_Rational
             per_unit = _exact_log2(coeff) if exact else abs(_log2(coeff))
-            log_exp = _log2(exp)
+            log_exp = _log2(e)
             bits = per_unit * 2.0 ** log_exp if log_exp < 64 else math.inf
             limit = MAX_EXACT_BITS if exact else MAX_FLOAT_BITS
             if bits > limit or (exact and bits > self.budget):
@@ -476,25 +502,32 @@ class _Parser:
                 raise FormulaError(f"this power of numbers would be {what}", tok.column)
             if exact:
                 self.budget -= bits
-        return self.build((base, exp), tok.column, lambda: base**exp,
-                          lambda: sp.Pow(base, exp, evaluate=False))
+        return self.build((base, exp), tok.column, lambda: b**e,
+                          lambda: sp.Pow(b, e, evaluate=False), head=sp.Pow)
 
-    def negate(self, expr: sp.Expr, column: int) -> sp.Expr:
-        return self.build((expr,), column, lambda: -expr,
-                          lambda: sp.Mul(sp.S.NegativeOne, expr, evaluate=False))
+    def negate(self, node: _Node, column: int) -> _Node:
+        e = node.expr
+        return self.build((node,), column, lambda: -e,
+                          lambda: sp.Mul(sp.S.NegativeOne, e, evaluate=False))
 
     def build(self, operands, column: int, evaluated: Callable, unevaluated: Callable,
-              hyperbolic: bool = False) -> sp.Expr:
-        """``evaluated()``: a node built from ``operands`` as SymPy evaluates it;
-        but ``unevaluated()`` over more than MAX_HYPERBOLIC_DEPTH nested sinh/cosh/tanh."""
-        depth = max(self.hyperbolic.get(a, 0) for a in operands) + hyperbolic
+              head=None, reciprocals=()) -> _Node:
+        """The node ``evaluated()`` computes from ``operands`` (SymPy's usual
+        evaluation), or ``unevaluated()`` beyond MAX_HYPERBOLIC_DEPTH.
+
+        ``head`` is the function (or ``sympy.Pow``) applied, if any: one more
+        level of depth; ``reciprocals`` flags operands that are divided by."""
+        flags = list(reciprocals) + [False] * (len(operands) - len(reciprocals))
+        depth = max(o.depth + r for o, r in zip(operands, flags))
+        hyperbolic = max(o.hyperbolic for o in operands)
+        if head in _HYPERBOLIC:
+            hyperbolic = max(hyperbolic, depth + 1)
+        depth += head is not None
         try:
-            result = evaluated() if depth <= MAX_HYPERBOLIC_DEPTH else unevaluated()
+            expr = evaluated() if hyperbolic <= MAX_HYPERBOLIC_DEPTH else unevaluated()
         except (TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
             raise FormulaError(f"SymPy cannot evaluate this: {exc}", column) from None
-        if depth:
-            self.hyperbolic[result] = depth
-        return self.checked(result, column)
+        return _Node(self.checked(expr, column), depth, hyperbolic)
 
     def checked(self, expr: sp.Expr, column: int) -> sp.Expr:
         """``expr``, after checking the numbers at its top (SymPy folds numbers

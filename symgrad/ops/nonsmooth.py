@@ -57,7 +57,7 @@ def _binary(head):
     def children(expr):
         args = expr.args
         if len(args) > 2:
-            return (head(*args[:-1]), args[-1])
+            return (head(*args[:-1], evaluate=False), args[-1])   # no re-evaluation: linear
         return args
     return children
 
