@@ -27,7 +27,7 @@ __all__ = ["cache_dir", "load_python", "load_numba"]
 _PY_HEADER = "from compiler.runtime import *\nfrom compiler.runtime import pow as pow_, NAN, INF\n"
 _NB_HEADER = (
     "import numpy as np\n"
-    "from numba import njit, prange\n"
+    "from numba import njit, prange, types\n"
     "from compiler.nbruntime import *\n"
     "from compiler.nbruntime import pow_, NAN, INF\n"
 )
@@ -80,11 +80,14 @@ def _versions() -> str:
     return f"numba {numba.__version__} numpy {numpy.__version__} py {sys.version_info[:3]}"
 
 
-def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str = ""):
+def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str = "",
+               extern: bool = False):
     """Compile kernel source with Numba through a cached ``.py`` file.
 
     ``entry`` is optional extra source (see :func:`compiler.codegen.entry_source`)
-    defining ``entry``, jitted alongside the kernel.
+    defining entry points, each jitted alongside the kernel (``def`` lines
+    get ``@njit``; ``prange`` entries get ``parallel=True``). ``extern=True``:
+    ``source`` is :func:`compiler.codegen.extern_kernel_source` glue.
 
     Returns
     -------
@@ -94,9 +97,15 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
         already existed (compiled code is then loaded from Numba's on-disk
         cache next to it). Numba compiles each function on first call.
     """
-    module_src = [_NB_HEADER, "\n", "@njit(cache=True, error_model='numpy', nogil=True)\n", source]
-    if entry:
-        module_src += ["\n\n@njit(cache=True, error_model='numpy')\n", entry]
+    if extern:
+        head, _, func = source.partition("\n\n\n")
+        module_src = [_NB_HEADER, "\n", head, "\n\n\n@njit(cache=True, nogil=True)\n", func]
+    else:
+        module_src = [_NB_HEADER, "\n", "@njit(cache=True, error_model='numpy', nogil=True)\n", source]
+    for part in entry.split("\ndef ") if entry else []:
+        part = part if part.startswith("def ") else "def " + part
+        flags = ", parallel=True" if "prange(" in part else ""
+        module_src += [f"\n\n@njit(cache=True, error_model='numpy'{flags})\n", part.rstrip() + "\n"]
     if batch:
         module_src.append(_NB_BATCH.format(name=name))
     text = "".join(module_src)

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from compiler import backends
-from compiler.codegen import entry_source, python_source
+from compiler.codegen import batch_entry_source, entry_source, python_source
 from compiler.llvmgen import SUPPORTED_OPS
 from symgrad.diff import _as_expr, _program
 from symgrad.graph import lower
@@ -109,6 +109,7 @@ class CompiledFunction:
         single = self.n_outputs == 1
         self.cache_path, self.cache_reused = None, False
         self._modules = ()
+        self._batch_entries = None
         fast_vg = fast_fw = None
         if self.backend == "python":
             vg = backends.load_python(self.source, "value_and_grad")
@@ -121,11 +122,16 @@ class CompiledFunction:
             mod_vg, self.cache_path, self.cache_reused = backends.load_numba(
                 self.source, "value_and_grad",
                 entry=entry_source("value_and_grad", "entry", layout, self.n_inputs, width,
-                                   "tuple" if single else "array"))
+                                   "tuple" if single else "array")
+                + batch_entry_source("value_and_grad", "entry_batch", layout, self.n_inputs, width))
             mod_fw, _, _ = backends.load_numba(
                 self.source_forward, "forward",
                 entry=entry_source("forward", "entry", layout, self.n_inputs, self.n_outputs,
-                                   "scalar" if single else "array"))
+                                   "scalar" if single else "array")
+                + batch_entry_source("forward", "entry_batch", layout, self.n_inputs,
+                                     self.n_outputs))
+            entries = (mod_vg.entry_batch, mod_fw.entry_batch)
+            self._batch_entries = lambda: entries
             self._modules = (mod_vg, mod_fw)
             self._vg = _Kernel(mod_vg.value_and_grad, mod_vg.batch)
             self._fw = _Kernel(mod_fw.forward, mod_fw.batch)
@@ -140,6 +146,7 @@ class CompiledFunction:
             self._fw = _LazyKernel(lambda: load_llvm(self.ir_forward))  # compiled on first call
             self.native = kvg
             self._modules = (kvg,)
+            self._batch_entries = _NumbaGlue(self, layout, len(self.ir.outputs))
             if single and all(kind == "scalar" for kind, _, _ in self._specs):
                 fast_vg = kvg.point_caller("tuple")
                 fast_fw = _LazyPoint(lambda: load_llvm(self.ir_forward).point_caller("scalar"))
@@ -184,6 +191,8 @@ class CompiledFunction:
                 shape = "a number or a 1-D array" if kind == "scalar" else f"shape ({len(sym)},) or (n, {len(sym)})"
                 raise ValueError(f"argument {_spec_name(spec)} must be {shape}, got shape {arr.shape}")
             arrays.append(arr)
+        if n is not None and self._batch_entries is not None:
+            return arrays, n                  # the batch entry reads the arrays themselves
         if n is None:
             flat = np.empty(self.n_inputs)
             for (kind, sym, start), arr in zip(self._specs, arrays):
@@ -202,6 +211,13 @@ class CompiledFunction:
 
     def _run(self, call_args, with_grad: bool) -> tuple[np.ndarray, Optional[int]]:
         flat, n = self._pack(call_args)
+        if n is not None and self._batch_entries is not None:
+            args = []
+            for (kind, sym, _), arr in zip(self._specs, flat):
+                shape = (n,) if kind == "scalar" else (n, len(sym))
+                args.append(arr if arr.shape == shape else np.broadcast_to(arr, shape))
+            entry = self._batch_entries()[0 if with_grad else 1]
+            return entry(*args).T, n          # (width, n) view of the (n, width) result
         kernel = self._vg if with_grad else self._fw
         width = len(self.ir.outputs) if with_grad else self.n_outputs
         if n is None:
@@ -344,6 +360,30 @@ class _LazyKernel:
 
     def call_batch(self, inp: np.ndarray, out: np.ndarray) -> None:
         self._get().call_batch(inp, out)
+
+
+class _NumbaGlue:
+    """Numba ``prange`` entries around llvm kernels (built on first batched call):
+    batches read the user's arrays directly, no packing, no Python per point."""
+
+    def __init__(self, fn: "CompiledFunction", layout: list, width: int) -> None:
+        self._fn, self._layout, self._width, self._entries = fn, layout, width, None
+
+    def __call__(self) -> tuple:
+        if self._entries is None:
+            from compiler.codegen import extern_kernel_source
+            from compiler.llvmjit import load_llvm
+
+            fn = self._fn
+            mods = []
+            for kernel, width in ((fn.native, self._width),
+                                  (load_llvm(fn.ir_forward), fn.n_outputs)):
+                mod, _, _ = backends.load_numba(
+                    extern_kernel_source(kernel.symbol, "kernel"), "kernel", batch=False, extern=True,
+                    entry=batch_entry_source("kernel", "entry_batch", self._layout, fn.n_inputs, width))
+                mods.append(mod.entry_batch)
+            self._entries = tuple(mods)
+        return self._entries
 
 
 class _LazyPoint:
