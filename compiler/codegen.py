@@ -17,6 +17,9 @@ from compiler.ir import CONST, INPUT, Function
 __all__ = ["python_source", "source_hash", "entry_source", "batch_entry_source", "extern_kernel_source"]
 
 
+_MAX_TERMS = 64
+
+
 def _expr(op: str, args: list, consts: dict, ref: dict) -> str:
     text = [ref.get(a, a) for a in args]
     if op == "add":
@@ -66,6 +69,14 @@ def python_source(fn: Function, name: str = "kernel") -> str:
             if not ins.op.isidentifier():
                 raise ValueError(f"op name {ins.op!r} is not an identifier")
             args = [f"v{int(a)}" for a in ins.args]
+            if ins.op == "add" and len(args) > _MAX_TERMS:
+                # long sums in runs: still left to right, but no deeply nested
+                # expression for Python's compiler (it recurses on a + b + ...)
+                text = [ref.get(x, x) for x in args]
+                lines.append(f"    {v} = {' + '.join(text[:_MAX_TERMS])}")
+                for k in range(_MAX_TERMS, len(text), _MAX_TERMS):
+                    lines.append(f"    {v} = {v} + {' + '.join(text[k:k + _MAX_TERMS])}")
+                continue
             lines.append(f"    {v} = {_expr(ins.op, args, consts, ref)}")
     for k, v in enumerate(fn.outputs):
         lines.append(f"    out[{k}] = {ref.get(f'v{int(v)}', f'v{int(v)}')}")
