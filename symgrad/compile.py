@@ -432,7 +432,7 @@ def _fast_dispatch(specs, fast, slow, doc, with_reduce: bool):
     checks = []
     for (kind, sym, _), a in zip(specs, names):
         if kind == "scalar":
-            checks.append(f"type({a}) is float")
+            checks.append(f"(type({a}) is float or type({a}) is NPF)")
         else:
             checks.append(f"type({a}) is ndarray and {a}.ndim == 1 and {a}.shape[0] == {len(sym)} "
                           f"and {a}.dtype is F64")
@@ -447,6 +447,7 @@ def _fast_dispatch(specs, fast, slow, doc, with_reduce: bool):
            f"if a is not MISSING]\n"
            f"    return slow(*args, *more{', reduce=reduce' if with_reduce else ''})\n")
     namespace = {"fast": fast, "slow": slow, "ndarray": np.ndarray, "F64": np.dtype(np.float64),
+                 "NPF": np.float64,
                  "MISSING": _MISSING}
     exec(src, namespace)  # noqa: S102 - built from argument positions and lengths only
     dispatch = namespace["dispatch"]
