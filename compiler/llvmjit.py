@@ -311,11 +311,38 @@ class LoopKernel:
             return tuple(out) + tuple(flat)
 
 
+def blas_dgemm() -> str | None:
+    """The symbol of a CBLAS ``dgemm`` with 64-bit integers, or None.
+
+    NumPy's wheels bundle OpenBLAS (``scipy_cblas_dgemm64_``); it is loaded
+    into the process when found. ``SYMGRAD_BLAS=0`` turns BLAS off.
+    """
+    if "blas" in _STATE:
+        return _STATE["blas"]
+    symbol = None
+    if os.environ.get("SYMGRAD_BLAS", "1") != "0":
+        import glob
+
+        llvm = _llvm()
+        libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+        for lib in sorted(glob.glob(str(libdir / "libscipy_openblas64_*.so*"))):
+            try:
+                llvm.load_library_permanently(lib)
+            except RuntimeError:
+                continue
+            if llvm.address_of_symbol("scipy_cblas_dgemm64_"):
+                symbol = "scipy_cblas_dgemm64_"
+                break
+    _STATE["blas"] = symbol
+    return symbol
+
+
 def load_loops(prog) -> LoopKernel:
-    """Compile (or load from the disk cache) an array program with LLVM."""
+    """Compile (or load from the disk cache) an array program with LLVM
+    (matrix products through BLAS when NumPy's OpenBLAS is available)."""
     from compiler.loopllvm import loop_module
 
-    text = loop_module(prog, _PLACEHOLDER)
+    text = loop_module(prog, _PLACEHOLDER, blas_dgemm())
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)
     _, addr, path, reused = load_object(text, (2, 2, False), ("",))

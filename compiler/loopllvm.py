@@ -268,6 +268,8 @@ class _Emitter:
             acc = self.accumulate(k, lambda kk: self._mul(self.load(a, "0", kk), self.load(b, kk, "0")))
             self.emit(f"store double {acc}, ptr {self.scalar_slot(i)}")
             return
+        if self.blas and self._blas_matmul(i, a, b, m, n, k):
+            return
         if tb and not ta:     # A * B.T: contiguous dot products
             self.loop(m, lambda ii: self.loop(n, lambda jj: self.store(i, ii, jj, self.accumulate(
                 k, lambda kk: self._mul(self.load(a, ii, kk), self.load(b, kk, jj))))))
@@ -288,6 +290,30 @@ class _Emitter:
                 self.loop(k4, lambda kk: self._axpy(i, a, b, ii, kk, n, 4), step=4)
                 self.loop(k, lambda kk: self._axpy(i, a, b, ii, kk, n, 1), start=k4)
             self.loop(m, row)
+
+    def _blas_matmul(self, i, a, b, m, n, k) -> bool:
+        """``C = op(A) op(B)`` through BLAS dgemm when the product is big enough and
+        every operand is plain row-major storage (an argument, view or buffer)."""
+        def plain(node):
+            src, t = node, False
+            while self.p.ops[src].kind == "transpose":
+                src, t = self.p.ops[src].args[0], not t
+            kind = self.p.ops[src].kind
+            ok = kind in ("input", "matmul", "ewise", "reduce", "eye") and tuple(
+                self.p.ops[src].shape) != (1, 1)
+            return ok, src, t
+        (oka, sa, ta), (okb, sb, tb) = plain(a), plain(b)
+        sizes = [int(x) for x in (m, n, k) if x.isdigit()]
+        if not (oka and okb) or (len(sizes) == 3 and sizes[0] * sizes[1] * sizes[2] < 32768):
+            return False
+        if i not in self.ptr or tuple(self.p.ops[i].shape) == (1, 1):
+            return False
+        self.used_blas = True
+        self.emit(f"call void @{self.blas}(i32 101, i32 {112 if ta else 111}, i32 {112 if tb else 111}, "
+                  f"i64 {m}, i64 {n}, i64 {k}, double 1.0, ptr {self.base(sa)}, i64 {self.ld(sa)}, "
+                  f"ptr {self.base(sb)}, i64 {self.ld(sb)}, double 0.0, ptr {self.base(i)}, "
+                  f"i64 {self.ld(i)})")
+        return True
 
     def _axpy(self, i, a, b, ii, kk, n, width: int) -> None:
         """``C[ii, :] += sum(A[ii, kk+q] * B[kk+q, :] for q < width)``, fused multiply-adds."""
@@ -385,7 +411,7 @@ class _Emitter:
         self.loop(r, lambda rr: self.loop(c, lambda cc: body(rr, cc)))
 
 
-def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
+def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = None) -> str:
     """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)``.
 
     Examples
@@ -401,6 +427,7 @@ def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
     if not name.isidentifier():
         raise ValueError(f"kernel name {name!r} is not an identifier")
     e = _Emitter(prog)
+    e.blas, e.used_blas = blas, False
     e.dim_value = {}
     header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
               f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
@@ -451,4 +478,6 @@ def loop_module(prog: ArrayProgram, name: str = "kernel") -> str:
         e.output_copy(i)
     e.emit("ret void")
     body = header + e.lines + ["}"]
-    return "\n".join(preamble(e.used_ops) + body) + "\n"
+    decl = [f"declare void @{blas}(i32, i32, i32, i64, i64, i64, double, ptr, i64, ptr, i64, "
+            f"double, ptr, i64)"] if e.used_blas else []
+    return "\n".join(decl + preamble(e.used_ops) + body) + "\n"
