@@ -337,12 +337,35 @@ def blas_dgemm() -> str | None:
     return symbol
 
 
+def vector_math() -> dict:
+    """glibc's libmvec AVX2 functions, when the library and the CPU have them:
+    ``{"tanh": "_ZGVdN4v_tanh", ...}`` (within 4 ulp of libm). ``SYMGRAD_VECMATH=0``
+    turns them off."""
+    if "vecmath" in _STATE:
+        return _STATE["vecmath"]
+    table = {}
+    llvm = _llvm()
+    if os.environ.get("SYMGRAD_VECMATH", "1") != "0" and "+avx2" in llvm.get_host_cpu_features().flatten():
+        for lib in ("libmvec.so.1", "libmvec.so"):
+            try:
+                llvm.load_library_permanently(lib)
+                break
+            except RuntimeError:
+                continue
+        for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p"):
+            sym = f"_ZGVdN4v_{op}"
+            if llvm.address_of_symbol(sym):
+                table[op] = sym
+    _STATE["vecmath"] = table
+    return table
+
+
 def load_loops(prog) -> LoopKernel:
     """Compile (or load from the disk cache) an array program with LLVM
     (matrix products through BLAS when NumPy's OpenBLAS is available)."""
     from compiler.loopllvm import loop_module
 
-    text = loop_module(prog, _PLACEHOLDER, blas_dgemm())
+    text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), vector_math())
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)
     _, addr, path, reused = load_object(text, (2, 2, False), ("",))

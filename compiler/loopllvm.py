@@ -360,7 +360,43 @@ class _Emitter:
             self.emit(f"store double {self._body(i, '0', '0')}, ptr {self.scalar_slot(i)}")
             return
         r, c = self.rows_cols(i)
-        self.loop(r, lambda rr: self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc))))
+        vec = self._vector_function(i)
+        if vec is None:
+            self.loop(r, lambda rr: self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc))))
+            return
+        # f applied to a contiguous array: 4 lanes at a time through the vector
+        # math library, the remainder of each row one by one
+        src = op.args[0]
+        self.used_vec.add(vec)
+
+        def row(rr):
+            if c.isdigit():
+                c4 = str(int(c) - int(c) % 4)
+            else:
+                c4 = self.tmp("c4")
+                self.emit(f"{c4} = and i64 {c}, -4")
+
+            def lanes(cc):
+                v = self.tmp("vx")
+                self.emit(f"{v} = load <4 x double>, ptr {self.elem_ptr(src, rr, cc)}, align 8")
+                y = self.tmp("vy")
+                self.emit(f"{y} = call <4 x double> @{vec}(<4 x double> {v})")
+                self.emit(f"store <4 x double> {y}, ptr {self.elem_ptr(i, rr, cc)}, align 8")
+            self.loop(c4, lanes, step=4)
+            self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc)), start=c4)
+        self.loop(r, row)
+
+    def _vector_function(self, i: int) -> str | None:
+        """The vector-math symbol when node i is ``f(x)`` of a same-shape array."""
+        op = self.p.ops[i]
+        fn = op.attr
+        real = [ins for ins in fn.instrs if ins.op not in (INPUT, CONST)]
+        if not self.vecmath or len(real) != 1 or len(op.args) != 1 or real[0].op not in self.vecmath:
+            return None
+        src = self.p.ops[op.args[0]]
+        if src.kind not in ("input", "matmul", "ewise", "reduce") or tuple(src.shape) != tuple(op.shape):
+            return None
+        return self.vecmath[real[0].op]
 
     def _body(self, i: int, r: str, c: str) -> str:
         op = self.p.ops[i]
@@ -411,7 +447,8 @@ class _Emitter:
         self.loop(r, lambda rr: self.loop(c, lambda cc: body(rr, cc)))
 
 
-def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = None) -> str:
+def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = None,
+                vecmath: dict | None = None) -> str:
     """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)``.
 
     Examples
@@ -428,6 +465,7 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
         raise ValueError(f"kernel name {name!r} is not an identifier")
     e = _Emitter(prog)
     e.blas, e.used_blas = blas, False
+    e.vecmath, e.used_vec = dict(vecmath or {}), set()
     e.dim_value = {}
     header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
               f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
@@ -480,4 +518,5 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     body = header + e.lines + ["}"]
     decl = [f"declare void @{blas}(i32, i32, i32, i64, i64, i64, double, ptr, i64, ptr, i64, "
             f"double, ptr, i64)"] if e.used_blas else []
+    decl += [f"declare <4 x double> @{v}(<4 x double>)" for v in sorted(e.used_vec)]
     return "\n".join(decl + preamble(e.used_ops) + body) + "\n"

@@ -145,9 +145,12 @@ def _fuse_elementwise(g, order: list, outputs: list) -> tuple:
         if n.op != "ewise":
             continue
         expr, leaves, subs = n.attr, [], {}
+        # f(u0) of a transcendental f stays its own loop: vector math can run it
+        lone = len(n.args) == 1 and isinstance(expr, sp.Function) and expr.args == (placeholder(0),) \
+            and expr.func in (sp.tanh, sp.exp, sp.log, sp.sin, sp.cos)
         for k, a in enumerate(n.args):
             child = g.nodes[a]
-            if a in composite and uses[a] == 1 and child.shape == n.shape:
+            if a in composite and uses[a] == 1 and child.shape == n.shape and not lone:
                 cexpr, cargs = composite[a]
                 fused.add(a)
                 ren = {}
