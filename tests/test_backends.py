@@ -844,7 +844,8 @@ def test_scalar_argument_forms_give_identical_numbers(fns, backend, monkeypatch)
                 f = fn(*args)
                 assert type(f) is float and f == f0, label
                 assert np.array_equal(fn.grad(*args), g0)
-                assert counted_vg.calls == 2 and counted_fw.calls == 1, label
+                on_fast_path = fast and label == "numpy float64"   # np.float64 is a float
+                assert (counted_vg.calls, counted_fw.calls) == ((0, 0) if on_fast_path else (2, 1)), label
                 counted_vg.calls = counted_fw.calls = 0
     assert fn(True, False) == fn(1.0, 0.0)
     # results are fresh arrays: a later call does not overwrite an earlier gradient
