@@ -68,6 +68,24 @@ class ArrayProgram:
         return len(self.ops)
 
 
+def resolve(prog: ArrayProgram, i: int, r: str, c: str) -> tuple:
+    """``(node, row, column)`` holding element (r, c) of node i: through
+    transposes (swap), broadcasts (their source) and implicit broadcasting of
+    rows, columns and scalars (index 0 along a dimension of size 1)."""
+    while True:
+        op = prog.ops[i]
+        if op.shape[0] == 1:
+            r = "0"
+        if op.shape[1] == 1:
+            c = "0"
+        if op.kind == "transpose":
+            i, r, c = op.args[0], c, r
+        elif op.kind == "bcast":
+            i = op.args[0]
+        else:
+            return i, r, c
+
+
 def _size(d) -> str:
     return str(int(d)) if isinstance(d, int) else _ident(d)
 
@@ -99,18 +117,8 @@ class _Printer:
 
     def elem(self, i: int, r: str, c: str) -> str:
         """Text reading element (r, c) of node i through transposes and broadcasts."""
+        i, r, c = resolve(self.p, i, r, c)
         op = self.p.ops[i]
-        if op.shape[0] == 1:      # implicit broadcasting of a row / column / scalar
-            r = "0"
-        if op.shape[1] == 1:
-            c = "0"
-        if op.kind == "transpose":
-            return self.elem(op.args[0], c, r)
-        if op.kind == "bcast":
-            src = self.p.ops[op.args[0]]
-            rr = "0" if src.shape[0] == 1 else r
-            cc = "0" if src.shape[1] == 1 else c
-            return self.elem(op.args[0], rr, cc)
         if self.is_scalar(i) and op.kind != "input":
             return self.var(i)
         return f"{self.var(i)}[{r}, {c}]"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from compiler.ir import CONST, INPUT
 from compiler.llvmgen import SUPPORTED_OPS, hex_double, preamble, scalar_op
-from compiler.loopgen import ArrayProgram
+from compiler.loopgen import ArrayProgram, resolve
 
 __all__ = ["loop_module", "buffer_plan"]
 
@@ -99,17 +99,8 @@ class _Emitter:
         return self.ptr[("s", i)]
 
     def elem_ptr(self, i: int, r: str, c: str) -> str:
+        i, r, c = resolve(self.p, i, r, c)
         op = self.p.ops[i]
-        if op.shape[0] == 1:      # implicit broadcasting of a row / column / scalar
-            r = "0"
-        if op.shape[1] == 1:
-            c = "0"
-        if op.kind == "transpose":
-            return self.elem_ptr(op.args[0], c, r)
-        if op.kind == "bcast":
-            src = self.p.ops[op.args[0]]
-            return self.elem_ptr(op.args[0], "0" if src.shape[0] == 1 else r,
-                                 "0" if src.shape[1] == 1 else c)
         if tuple(op.shape) == (1, 1) and op.kind != "input":
             return self.scalar_slot(i)
         cols = self.ld(i)

@@ -111,7 +111,9 @@ def test_each_loss_matches_scalar_expansion(kind, backend):
 
 
 def test_issue_example_exactly():
-    W = sp.MatrixSymbol("W", 16, 2); b = sp.MatrixSymbol("b", 16, 1); x = sp.MatrixSymbol("x", 2, 1)
+    W = sp.MatrixSymbol("W", 16, 2)
+    b = sp.MatrixSymbol("b", 16, 1)
+    x = sp.MatrixSymbol("x", 2, 1)
     h = (W * x + b).applyfunc(sp.tanh)
     loss = sp.Trace(h.T * h)
     grads = sg.grad(loss, [W, b])
@@ -193,7 +195,8 @@ def test_stable_losses_at_large_logits():
 
 
 def test_bad_inputs_raise_named_errors():
-    W = sp.MatrixSymbol("W", 3, 2); x = sp.MatrixSymbol("x", 2, 1)
+    W = sp.MatrixSymbol("W", 3, 2)
+    x = sp.MatrixSymbol("x", 2, 1)
     fn = sg.compile(sg.sum_squares(W * x), [W, x], wrt=[W])
     with pytest.raises(ValueError, match="W must have shape"):
         fn.value_and_grad(np.ones((2, 3)), np.ones((2, 1)))

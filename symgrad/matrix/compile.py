@@ -67,14 +67,7 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list,
         raise ValueError(f"dimension {d} is not the size of any argument: pass an argument "
                          f"with that dimension (e.g. the data matrix)")
 
-    seen = [False] * len(g.nodes)
-    stack = list(outputs)
-    while stack:
-        i = stack.pop()
-        if not seen[i]:
-            seen[i] = True
-            stack.extend(g.nodes[i].args)
-    order = [i for i in range(len(g.nodes)) if seen[i]]
+    order = g.reachable(outputs)
     fused, composite = _fuse_elementwise(g, order, outputs)
     new = {}
     ops = []

@@ -56,7 +56,7 @@ def _partial(expr: sp.Basic, i: int, n_args: int) -> sp.Basic:
 def _reverse(g: MGraph, out: int, wrt_nodes: list) -> list:
     """Adjoint node of each ``wrt`` node for output ``out`` (a scalar node)."""
     nodes = g.nodes
-    order = _reachable(g, [out])
+    order = g.reachable([out])
     depends = [False] * len(nodes)
     targets = set(wrt_nodes)
     for i in order:
@@ -113,17 +113,6 @@ def _rules(g: MGraph, n, bar: int):
         a = n.args[0]
         eye = g.add("eye", (), g.nodes[a].shape)
         yield 0, a, g.ewise(placeholder(0) * placeholder(1), (bar, eye), g.nodes[a].shape)
-
-
-def _reachable(g: MGraph, roots: list) -> list:
-    seen = [False] * len(g.nodes)
-    stack = list(roots)
-    while stack:
-        i = stack.pop()
-        if not seen[i]:
-            seen[i] = True
-            stack.extend(g.nodes[i].args)
-    return [i for i in range(len(g.nodes)) if seen[i]]
 
 
 def matrix_program(loss, wrt: list) -> MatrixProgram:

@@ -102,6 +102,17 @@ class MGraph:
         self._memo[key] = node.index
         return node.index
 
+    def reachable(self, roots) -> list:
+        """Ids of the nodes ``roots`` depend on (themselves included), in graph order."""
+        seen = [False] * len(self.nodes)
+        stack = list(roots)
+        while stack:
+            i = stack.pop()
+            if not seen[i]:
+                seen[i] = True
+                stack.extend(self.nodes[i].args)
+        return [i for i in range(len(self.nodes)) if seen[i]]
+
     # -- constructors with local simplification ------------------------------------
     def const(self, value: float) -> int:
         return self.add("const", (), (1, 1), float(value), True)
@@ -346,7 +357,7 @@ class _Lowerer:
             i = self.node(e.args[0])
             return g.reduce_to(i, (1, 1)) if g.nodes[i].shape != (1, 1) else _as_scalar(g, i)
         if isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.Function)):
-            atoms, expr = [], e
+            atoms = []
             subs = {}
             for a in _scalar_atoms(e):
                 subs[a] = placeholder(len(atoms))

@@ -59,15 +59,7 @@ class MatrixProgram:
         self.names = self._names()
 
     def _order(self) -> list:
-        g = self.graph
-        seen = [False] * len(g.nodes)
-        stack = self.outputs + self.gradients
-        while stack:
-            i = stack.pop()
-            if not seen[i]:
-                seen[i] = True
-                stack.extend(g.nodes[i].args)
-        return [i for i in range(len(g.nodes)) if seen[i]]
+        return self.graph.reachable(self.outputs + self.gradients)
 
     def _names(self) -> dict:
         g = self.graph
@@ -177,14 +169,7 @@ class MatrixProgram:
         return memo[i]
 
     def _topo(self, i: int) -> list:
-        g = self.graph
-        seen, stack = set(), [i]
-        while stack:
-            j = stack.pop()
-            if j not in seen:
-                seen.add(j)
-                stack.extend(g.nodes[j].args)
-        return sorted(seen)
+        return self.graph.reachable([i])
 
     def gradient_expressions(self) -> list:
         """The gradient w.r.t. each ``wrt`` as one SymPy matrix expression."""
