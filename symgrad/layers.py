@@ -70,7 +70,8 @@ def layers_expr(model, n: sp.Symbol | None = None, data_rows: bool = False) -> L
         b = sp.MatrixSymbol(f"b{li}", sizes[li + 1], 1)
         Ws.append(W)
         bs.append(b)
-        Z = W * H + b * sp.OneMatrix(1, n)
+        # built directly (no .doit()): SymPy's operator path re-canonicalises and is slow
+        Z = sp.MatAdd(sp.MatMul(W, H), sp.MatMul(b, sp.OneMatrix(1, n)))
         act = layer.activation
         H = Z if act == "linear" else Z.applyfunc(_ACT[act])
     return LayerGraph(X, Ws, bs, H, n)
@@ -91,14 +92,16 @@ def loss_expr(graph: LayerGraph, loss: str, l2: float = 0.0) -> tuple:
     if loss in ("hinge", "logistic") and k != 1:
         raise ValueError(f"loss {loss!r} needs a model with one output, this one has {k}")
     T = sp.MatrixSymbol("T", 1 if loss in ("hinge", "logistic") else k, n)
+    # built with constructors, not operators: SymPy's operator path calls doit(), ~0.1 s here
+    margin = sp.HadamardProduct(T, S)
     if loss == "hinge":
-        data = msum((sp.OneMatrix(1, n) - sp.HadamardProduct(T, S)).applyfunc(relu))
+        data = msum(sp.MatAdd(sp.OneMatrix(1, n), sp.MatMul(-1, margin)).applyfunc(relu))
     elif loss == "logistic":
-        data = msum((-sp.HadamardProduct(T, S)).applyfunc(softplus))
+        data = msum(sp.MatMul(-1, margin).applyfunc(softplus))
     elif loss == "mse":
-        data = msum(sp.HadamardPower(S - T, 2))
+        data = msum(sp.HadamardPower(sp.MatAdd(S, sp.MatMul(-1, T)), 2))
     else:
-        data = msum(column_logsumexp(S)) - msum(sp.HadamardProduct(T, S))
+        data = msum(column_logsumexp(S)) - msum(margin)
     total = data / n
     if l2:
         total = total + sp.Float(l2) * sp.Add(*[msum(sp.HadamardPower(p, 2)) for p in graph.parameters])
