@@ -8,11 +8,13 @@ numba vs llvm everywhere, python vs the native ones on the edge-point grids
 (on random points they differ by an ulp, a known bug, so there rtol=1e-12);
 comparisons with independent references use tolerances.
 
-Known library bugs are pinned by ``xfail(strict=True)`` tests (after the op
-table section, and in the bad-input section); the other tests avoid the inputs
-that trigger them (|x| >= 2**63 for floor/ceil and pow, non-finite exponents
-of negative bases, -0.0 out of floor/ceil), so that a fix does not go
-unnoticed and the rest stays meaningful.
+The library bugs these tests found (|x| >= 2**63 for floor/ceil and pow,
+non-finite exponents of negative bases, -0.0 out of floor/ceil, 1/x and sqrt
+vs glibc pow, add(-0.0, -0.0), None arguments) are fixed; their dedicated
+regression tests follow the op table section and the bad-input section. Some
+table comparisons still leave those inputs to the regression tests. Two
+``xfail(strict=True)`` tests remain: documented convention differences
+between the tape engine and compiled code.
 
 Sections: 1. every runtime function and every op of the table; 2. llvm
 chunking and the heap scratch; 3. batches; 4. fast vs checked call paths;
@@ -85,7 +87,7 @@ def assert_close(a, b, what="", rtol=1e-12):
 # ===================================================================================
 
 # Edge points; huge magnitudes (>= 2**63) and non-finite exponents of negative bases
-# are left to the xfail tests below (known bugs).
+# are left to the dedicated regression tests below.
 EDGE = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 3.0, 0.7, 800.0, -800.0, NAN, INF, -INF]
 _rng = np.random.default_rng(20241129)
 # random points: the python back end is only within an ulp of the native ones there
@@ -99,7 +101,7 @@ SIGNED_ZERO_BUG_OPS = {"floor", "ceiling"}
 
 
 def _pow_bug_point(a, b):
-    return a < 0.0 and not math.isfinite(b)   # runtime.pow raises there (see xfail tests)
+    return a < 0.0 and not math.isfinite(b)   # covered by its own regression test below
 
 
 def _runtime_functions():
@@ -154,7 +156,7 @@ def test_every_runtime_function_identical_across_backends_and_evaluate(ir_all_op
     full, sub, in_llvm, kernels = ir_all_ops
     assert {ins.op for ins in full.instrs} - {"input", "const"} == set(_NAMES)
     assert {ins.op for ins in sub.instrs} - {"input", "const"} == set(llvmgen.SUPPORTED_OPS)
-    # floor/ceil: the llvm back end keeps IEEE's -0.0 (known bug, see xfail test)
+    # floor/ceil signed zeros: covered by their own regression test below
     signed = np.array([sub.instrs[v].op not in SIGNED_ZERO_BUG_IR for v in sub.outputs])
     rows = 0
     for i, (a, b) in enumerate(itertools.product(EDGE, repeat=2)):
