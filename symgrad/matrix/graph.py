@@ -35,7 +35,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from symgrad.matrix.functions import column_logsumexp, msum
 
-__all__ = ["MNode", "MGraph", "lower_matrix", "placeholder", "is_matrix_expr"]
+__all__ = ["MNode", "MGraph", "lower_matrix", "placeholder"]
 
 
 def placeholder(i: int) -> sp.Symbol:
@@ -59,15 +59,6 @@ class MNode:
     @property
     def cols(self):
         return self.shape[1]
-
-
-def is_matrix_expr(e) -> bool:
-    """Does ``e`` involve SymPy matrix expressions (anywhere in its tree)?"""
-    if isinstance(e, sp.MatrixExpr):
-        return True
-    if not isinstance(e, sp.Basic):
-        return False
-    return any(isinstance(a, (sp.MatrixExpr, msum, sp.Trace)) for a in sp.preorder_traversal(e))
 
 
 def broadcast_shape(shapes: list) -> tuple:
