@@ -103,13 +103,16 @@ class _Emitter:
         op = self.p.ops[i]
         if tuple(op.shape) == (1, 1) and op.kind != "input":
             return self.scalar_slot(i)
-        cols = self.ld(i)
+        return self.address(self.base(i), r, c, self.ld(i))
+
+    def address(self, base: str, r: str, c: str, ld: str) -> str:
+        """Pointer to element (r, c) of row-major storage at ``base`` with row stride ``ld``."""
         off = self.tmp("off")
-        self.emit(f"{off} = mul i64 {r}, {cols}")
+        self.emit(f"{off} = mul i64 {r}, {ld}")
         idx = self.tmp("idx")
         self.emit(f"{idx} = add i64 {off}, {c}")
         p = self.tmp("p")
-        self.emit(f"{p} = getelementptr inbounds double, ptr {self.base(i)}, i64 {idx}")
+        self.emit(f"{p} = getelementptr inbounds double, ptr {base}, i64 {idx}")
         return p
 
     def load(self, i: int, r: str, c: str) -> str:
@@ -428,13 +431,7 @@ class _Emitter:
 
         def body(rr, cc):
             v = self.load(i, rr, cc)
-            off = self.tmp("off")
-            self.emit(f"{off} = mul i64 {rr}, {ld}")
-            idx = self.tmp("idx")
-            self.emit(f"{idx} = add i64 {off}, {cc}")
-            p = self.tmp("p")
-            self.emit(f"{p} = getelementptr inbounds double, ptr {dst}, i64 {idx}")
-            self.emit(f"store double {v}, ptr {p}")
+            self.emit(f"store double {v}, ptr {self.address(dst, rr, cc, ld)}")
         self.loop(r, lambda rr: self.loop(c, lambda cc: body(rr, cc)))
 
 

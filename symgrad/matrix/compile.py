@@ -166,6 +166,38 @@ def _tmp(j: int) -> sp.Symbol:
     return sp.Symbol(f"_leaf{j}")
 
 
+def _pack_arrays(args: tuple, values) -> list:
+    """Check and convert call arguments for the MatrixSymbols ``args``."""
+    if len(values) != len(args):
+        raise TypeError(f"expected {len(args)} arrays "
+                        f"({', '.join(a.name for a in args)}), got {len(values)}")
+    out, dims = [], {}
+    for a, v in zip(args, values):
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}")
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}") from None
+        if arr.ndim == 1 and a.shape[1] == 1:
+            arr = arr.reshape(-1, 1)
+        elif arr.ndim == 0 and a.shape == (1, 1):
+            arr = arr.reshape(1, 1)
+        if arr.ndim != 2:
+            raise ValueError(f"argument {a.name} must be a 2-D array of shape {a.shape}, "
+                             f"got shape {arr.shape}")
+        for axis, d in enumerate(a.shape):
+            got = arr.shape[axis]
+            if isinstance(d, sp.Symbol):
+                if dims.setdefault(d, got) != got:
+                    raise ValueError(f"dimension {d} is {dims[d]} in one argument and {got} "
+                                     f"in {a.name} (shape {arr.shape})")
+            elif got != int(d):
+                raise ValueError(f"argument {a.name} must have shape {a.shape}, got {arr.shape}")
+        out.append(np.ascontiguousarray(arr))
+    return out
+
+
 class CompiledLayers:
     """A compiled layer-level loss: ``value_and_grad(*arrays) -> (float, [grads])``.
 
@@ -219,34 +251,7 @@ class CompiledLayers:
         return self._backend
 
     def _pack(self, values) -> list:
-        if len(values) != len(self.args):
-            raise TypeError(f"expected {len(self.args)} arrays "
-                            f"({', '.join(a.name for a in self.args)}), got {len(values)}")
-        out, dims = [], {}
-        for a, v in zip(self.args, values):
-            if isinstance(v, (str, bytes)):
-                raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}")
-            try:
-                arr = np.asarray(v, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise TypeError(f"argument {a.name} must be a numeric array, got {v!r}") from None
-            if arr.ndim == 1 and a.shape[1] == 1:
-                arr = arr.reshape(-1, 1)
-            elif arr.ndim == 0 and a.shape == (1, 1):
-                arr = arr.reshape(1, 1)
-            if arr.ndim != 2:
-                raise ValueError(f"argument {a.name} must be a 2-D array of shape {a.shape}, "
-                                 f"got shape {arr.shape}")
-            for axis, d in enumerate(a.shape):
-                got = arr.shape[axis]
-                if isinstance(d, sp.Symbol):
-                    if dims.setdefault(d, got) != got:
-                        raise ValueError(f"dimension {d} is {dims[d]} in one argument and {got} "
-                                         f"in {a.name} (shape {arr.shape})")
-                elif got != int(d):
-                    raise ValueError(f"argument {a.name} must have shape {a.shape}, got {arr.shape}")
-            out.append(np.ascontiguousarray(arr))
-        return out
+        return _pack_arrays(self.args, values)
 
     def value_and_grad(self, *arrays) -> tuple:
         """``(loss, [gradient w.r.t. each wrt matrix])`` from one fused kernel."""
@@ -298,11 +303,9 @@ class CompiledForward:
         self.array_program, _ = to_array_program(self.program, list(args), list(g.outputs))
         self.source = loop_source(self.array_program, "forward")
         self._kernel = load_loops(self.array_program)
-        self._checker = CompiledLayers.__new__(CompiledLayers)
-        self._checker.args = self.args
 
     def __call__(self, *arrays) -> tuple:
-        return self._kernel(*CompiledLayers._pack(self._checker, arrays))
+        return self._kernel(*_pack_arrays(self.args, arrays))
 
 
 def compile_forward(exprs, args: Sequence) -> CompiledForward:
