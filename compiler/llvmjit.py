@@ -31,7 +31,8 @@ from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
 
-__all__ = ["LLVMKernel", "LoopKernel", "load_llvm", "load_loops", "load_object", "opt_level"]
+__all__ = ["LLVMKernel", "LoopKernel", "VectorKernel", "load_llvm", "load_loops", "load_object",
+           "load_vector", "opt_level", "simd_math"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -235,6 +236,78 @@ def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
         return _LOADED[symbol]
 
 
+class VectorKernel:
+    """A loaded SIMD batch kernel (:mod:`compiler.llvmvec`): evaluates the
+    program at n points read in place from the callers' arrays."""
+
+    def __init__(self, symbol: str, n_inputs: int, n_outputs: int, address: int,
+                 path: Path, reused: bool) -> None:
+        self.symbol, self.n_inputs, self.n_outputs = symbol, n_inputs, n_outputs
+        self.path, self.reused = path, reused
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        self._raw = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, i64, i64, i64)(address)
+
+    def __call__(self, columns: list, n: int, threads: int | None = None) -> np.ndarray:
+        """Evaluate at ``n`` points and return ``(n_outputs, n)``.
+
+        ``columns[k] = (array, offset, stride)``: input k of point i is element
+        ``offset + i * stride`` of float64 ``array`` counted from its data
+        pointer (stride in elements; 0 broadcasts one value, negative walks back).
+        """
+        if len(columns) != self.n_inputs:
+            raise ValueError(f"expected {self.n_inputs} input columns, got {len(columns)}")
+        ptrs = (ctypes.c_void_p * max(self.n_inputs, 1))()
+        strides = (ctypes.c_int64 * max(self.n_inputs, 1))()
+        for k, (arr, offset, stride) in enumerate(columns):
+            if arr.dtype != np.float64:
+                raise ValueError(f"input column {k} must be float64, got {arr.dtype}")
+            ptrs[k] = arr.ctypes.data + 8 * offset
+            strides[k] = stride
+        out = np.empty((self.n_outputs, n))
+        op = out.ctypes.data
+        threads = threads or _threads()
+        if threads <= 1 or n < 8192:
+            self._raw(ptrs, strides, op, n, 0, n)
+            return out
+        step = -(-n // threads)
+        step += -step % 8                    # whole SIMD groups per thread
+        parts = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        pool = _pool()
+        futures = [pool.submit(self._raw, ptrs, strides, op, n, lo, hi) for lo, hi in parts[1:]]
+        self._raw(ptrs, strides, op, n, *parts[0])
+        for f in futures:
+            f.result()
+        return out
+
+
+def _threads() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _pool():
+    """A process-wide thread pool for batches (ctypes releases the GIL)."""
+    if "pool" not in _STATE:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _STATE["pool"] = ThreadPoolExecutor(max(_threads() - 1, 1), thread_name_prefix="symgrad")
+    return _STATE["pool"]
+
+
+def load_vector(fn: Function) -> VectorKernel | None:
+    """The SIMD batch kernel of ``fn`` (compiled, or loaded from the disk cache),
+    or None when ``fn`` is too big for one (see :mod:`compiler.llvmvec`)."""
+    from compiler.llvmvec import VEC_MAX_STATEMENTS, vector_module
+
+    if len(fn) > VEC_MAX_STATEMENTS:
+        return None
+    text = vector_module(fn, _PLACEHOLDER, simd_math())
+    symbol, addr, path, reused = load_object(text, opt_level(len(fn)), ("_vbatch",))
+    return VectorKernel(symbol, fn.n_inputs, fn.n_outputs, addr["_vbatch"], path, reused)
+
+
 class LoopKernel:
     """A compiled array program: ``kernel(*arrays)`` returns its outputs
     (floats for scalars, fresh arrays otherwise; outputs with ``out_views``
@@ -358,6 +431,32 @@ def vector_math() -> dict:
                 table[op] = sym
     _STATE["vecmath"] = table
     return table
+
+
+def simd_math():
+    """The widest SIMD batch kernels this machine runs (a
+    :class:`compiler.llvmvec.SimdMath`): 8 lanes with glibc's AVX-512 libmvec
+    functions (``_ZGVeN8v_tanh``, ...), else 4 lanes with its AVX2 ones, else
+    4 lanes with libm lane by lane. ``SYMGRAD_VECMATH=0`` keeps libm (batches
+    then equal single-point calls bit for bit)."""
+    if "simd" in _STATE:
+        return _STATE["simd"]
+    from compiler.llvmvec import SimdMath
+
+    vector_math()   # loads libmvec (and caches the AVX2 table the loop kernels use)
+    llvm = _llvm()
+    features = llvm.get_host_cpu_features().flatten()
+    simd = SimdMath(4, {})
+    if os.environ.get("SYMGRAD_VECMATH", "1") != "0":
+        for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
+            table = {op: f"_ZGV{isa}N{lanes}v_{op}"
+                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p")
+                     if feature in features and llvm.address_of_symbol(f"_ZGV{isa}N{lanes}v_{op}")}
+            if table:
+                simd = SimdMath(lanes, table)
+                break
+    _STATE["simd"] = simd
+    return simd
 
 
 def load_loops(prog) -> LoopKernel:

@@ -110,6 +110,7 @@ class CompiledFunction:
         self.cache_path, self.cache_reused = None, False
         self._modules = ()
         self._batch_entries = None
+        self._simd: dict = {}
         fast_vg = fast_fw = None
         if self.backend == "python":
             vg = backends.load_python(self.source, "value_and_grad")
@@ -227,6 +228,10 @@ class CompiledFunction:
 
     def _run(self, call_args, with_grad: bool) -> tuple[np.ndarray, Optional[int]]:
         flat, n = self._pack(call_args)
+        if n is not None:
+            simd = self._simd_kernel(with_grad)
+            if simd is not None:
+                return simd(_columns(self._specs, flat), n), n
         if n is not None and self._batch_entries is not None:
             args = []
             for (kind, sym, _), arr in zip(self._specs, flat):
@@ -243,6 +248,20 @@ class CompiledFunction:
             out = np.empty((width, n))
             kernel.call_batch(flat, out)
         return out, n
+
+    def _simd_kernel(self, with_grad: bool):
+        """The SIMD batch kernel (:mod:`compiler.llvmvec`) for native back ends,
+        compiled on the first batched call; None when there is none."""
+        key = "vg" if with_grad else "fw"
+        if key not in self._simd:
+            kernel = None
+            ir = self.ir if with_grad else self.ir_forward
+            if self.backend != "python" and {i.op for i in ir.instrs} <= SUPPORTED_OPS | {"input", "const"}:
+                from compiler.llvmjit import load_vector
+
+                kernel = load_vector(ir)
+            self._simd[key] = kernel
+        return self._simd[key]
 
     # -- public calls -----------------------------------------------------------------
     def __call__(self, *args) -> Union[float, np.ndarray]:
@@ -412,6 +431,22 @@ class _LazyPoint:
         if self._fn is None:
             self._fn = self._make()
         return self._fn(*args)
+
+
+def _columns(specs, arrays) -> list:
+    """``(array, offset, stride)`` of every flat input, in elements, reading the
+    callers' float64 arrays in place (broadcast values have stride 0)."""
+    cols = []
+    for (kind, sym, _), arr in zip(specs, arrays):
+        if any(s % 8 for s in arr.strides) or arr.ctypes.data % 8:
+            arr = np.ascontiguousarray(arr)       # misaligned views: copy once
+        if kind == "scalar":
+            cols.append((arr, 0, arr.strides[0] // 8 if arr.ndim else 0))
+        else:
+            step = arr.strides[-1] // 8
+            stride = arr.strides[0] // 8 if arr.ndim == 2 else 0
+            cols.extend((arr, j * step, stride) for j in range(len(sym)))
+    return cols
 
 
 def _rebuild(exprs, args, wrt, backend) -> "CompiledFunction":

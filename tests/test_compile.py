@@ -80,8 +80,9 @@ def test_array_argument_and_batching():
     assert values.shape == (1001,) and grads.shape == (1001, 3)
     for i in (0, 17, 500, 1000):
         v_i, g_i = gn.value_and_grad(wv, xs[i], ys[i])
-        assert values[i] == v_i
-        np.testing.assert_array_equal(grads[i], g_i)
+        # SIMD batches (libmvec tanh) agree with single points to a few ulp
+        assert values[i] == pytest.approx(v_i, rel=1e-14)
+        np.testing.assert_allclose(grads[i], g_i, rtol=1e-13)
     # inputs are not modified
     np.testing.assert_array_equal(xs, xs_copy)
     np.testing.assert_array_equal(ys, ys_copy)
