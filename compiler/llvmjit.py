@@ -32,7 +32,7 @@ from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
 
 __all__ = ["LLVMKernel", "LoopKernel", "VectorKernel", "load_llvm", "load_loops", "load_object",
-           "load_vector", "opt_level", "simd_math"]
+           "load_glue", "load_vector", "opt_level", "simd_math"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -306,6 +306,20 @@ def load_vector(fn: Function) -> VectorKernel | None:
     text = vector_module(fn, _PLACEHOLDER, simd_math())
     symbol, addr, path, reused = load_object(text, opt_level(len(fn)), ("_vbatch",))
     return VectorKernel(symbol, fn.n_inputs, fn.n_outputs, addr["_vbatch"], path, reused)
+
+
+def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str,
+              doc: str | None = None, signature: str = "(*args)"):
+    """A builtin function calling ``kernel`` at one point straight from Python
+    (:mod:`compiler.pyglue`), or None where the interpreter does not allow it."""
+    from compiler import pyglue
+
+    if not pyglue.supported():
+        return None
+    text = pyglue.glue_module(kernel.symbol, _PLACEHOLDER, layout, kernel.n_inputs,
+                              kernel.n_outputs, result)
+    _, addr, _, _ = load_object(text, (2, 2), ("",))
+    return pyglue.make_builtin(addr[""], fallback, name, doc, signature)
 
 
 class LoopKernel:

@@ -30,9 +30,11 @@ __all__ = ["compile", "CompiledFunction"]
 
 _BACKENDS = ("auto", "numba", "llvm", "python")
 AUTO_NUMBA_MAX = 400
-"""SSA values up to which ``backend="auto"`` uses Numba (compiles in well
-under a second and gets the lowest call overhead); bigger straight-line
-kernels go to LLVM directly, whose compile time stays linear."""
+"""Where the llvm call glue (:mod:`compiler.pyglue`) cannot be used (other
+Python implementations, debug builds), SSA values up to which
+``backend="auto"`` uses Numba: its dispatcher then gives the lowest call
+overhead. Everywhere else ``"auto"`` means llvm: compiles in milliseconds,
+~0.2 us a call, linear compile time at any size."""
 
 
 def _flatten_args(args) -> tuple[list, list]:
@@ -99,8 +101,12 @@ class CompiledFunction:
         self._load()
 
     def _auto_backend(self) -> str:
+        from compiler import pyglue
+
         ops = {ins.op for ins in self.ir.instrs}
-        if len(self.ir) <= AUTO_NUMBA_MAX or not ops <= SUPPORTED_OPS | {"input", "const"}:
+        if not ops <= SUPPORTED_OPS | {"input", "const"}:
+            return "numba"
+        if len(self.ir) <= AUTO_NUMBA_MAX and not pyglue.supported():
             return "numba"
         return "llvm"
 
@@ -148,6 +154,8 @@ class CompiledFunction:
             self.native = kvg
             self._modules = (kvg,)
             self._batch_entries = _NumbaGlue(self, layout, len(self.ir.outputs))
+            if self._attach_glue(kvg, layout, single):
+                return
             if single and all(kind == "scalar" for kind, _, _ in self._specs):
                 fast_vg = kvg.point_caller("tuple")
                 fast_fw = _LazyPoint(lambda: load_llvm(self.ir_forward).point_caller("scalar"))
@@ -162,6 +170,29 @@ class CompiledFunction:
                     load_llvm(self.ir_forward), self.n_outputs, "scalar", layout))
         else:
             self._call = self._forward
+
+    def _attach_glue(self, kvg, layout: list, single: bool) -> bool:
+        """Make ``value_and_grad``, ``grad`` and plain calls builtin functions that
+        run the llvm kernels straight from Python (:mod:`compiler.pyglue`; ~0.2 us
+        a call); anything they do not take goes to the checked Python paths."""
+        from compiler.llvmjit import load_glue, load_llvm
+
+        if single:
+            vg = load_glue(kvg, layout, "tuple", self._value_and_grad, "value_and_grad",
+                           CompiledFunction.value_and_grad.__doc__, "(*args, reduce=None)")
+            if vg is None:
+                return False
+            self.value_and_grad = vg
+            self.grad = load_glue(kvg, layout, "rest", self._grad, "grad",
+                                  CompiledFunction.grad.__doc__, "(*args, reduce=None)")
+        result = "scalar" if single else "array"
+
+        def first_call(*args, **kwargs):   # the forward kernel is compiled on first use
+            glue = load_glue(load_llvm(self.ir_forward), layout, result, self._forward, "forward")
+            self._call = glue if glue is not None else self._forward
+            return self._call(*args, **kwargs)
+        self._call = first_call
+        return True
 
     @staticmethod
     def _numba_entry(kernel, width: int, result: str, layout: list):
@@ -302,6 +333,9 @@ class CompiledFunction:
         """Gradient w.r.t. ``wrt``: ``(len(wrt),)``, batched ``(n, len(wrt))``
         (``reduce="sum"``/``"mean"`` reduces over the batch)."""
         return self.value_and_grad(*args, reduce=reduce)[1]
+
+    def _grad(self, *args, reduce: Optional[str] = None) -> np.ndarray:
+        return self._value_and_grad(*args, reduce=reduce)[1]
 
     def jacobian(self, *args) -> np.ndarray:
         """Jacobian ``(n_outputs, len(wrt))`` (batched: ``(n, n_outputs, len(wrt))``)."""
@@ -531,9 +565,13 @@ def compile(exprs, args: Sequence, wrt: Optional[Sequence] = None, *,  # noqa: A
         Variables to differentiate with respect to (same forms as ``args``);
         default: all of ``args``.
     backend : {"auto", "numba", "llvm", "python"}
-        ``"auto"``: Numba up to :data:`AUTO_NUMBA_MAX` SSA values, LLVM (via
-        llvmlite, in bounded chunks) above; ``"python"`` runs the generated
-        source in pure Python (debugging). All give the same numbers.
+        ``"auto"``: LLVM (IR emitted directly, compiled with llvmlite in
+        bounded chunks; single-point calls enter it through a builtin-function
+        glue, batches through SIMD kernels); Numba where the interpreter does
+        not allow the glue (see :data:`AUTO_NUMBA_MAX`) or an op has no LLVM
+        template. ``"python"`` runs the generated source in pure Python
+        (debugging). Single-point calls give the same bits on every back end;
+        batches use SIMD math (within a few ulp; see the README).
 
     Returns
     -------

@@ -130,11 +130,12 @@ def test_bad_calls_raise_named_errors(fn):
         sg.compile([x, y], [x, y]).grad(1.0, 2.0)
 
 
-def test_generated_code_is_byte_identical_across_processes_and_cached(tmp_path):
+@pytest.mark.parametrize("backend", ["numba", "llvm"])
+def test_generated_code_is_byte_identical_across_processes_and_cached(tmp_path, backend):
     script = (
         "import sympy as sp, symgrad as sg\n"
         "x, y = sp.symbols('x y')\n"
-        "fn = sg.compile(x*sp.tanh(y) + sp.exp(x*y)/(1 + y**2), [x, y])\n"
+        f"fn = sg.compile(x*sp.tanh(y) + sp.exp(x*y)/(1 + y**2), [x, y], backend='{backend}')\n"
         "fn.value_and_grad(0.5, 0.25)\n"
         "print(fn.cache_reused, fn.cache_hits)\n"
         "print(fn.source)\n")
@@ -142,7 +143,8 @@ def test_generated_code_is_byte_identical_across_processes_and_cached(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                            text=True, check=True).stdout for _ in range(2)]
     first, second = (r.split("\n", 1) for r in runs)
-    # the second process finds the kernel file and loads Numba's machine code from disk
+    # the second process finds the kernel file and loads the machine code from disk
     assert first[0] == "False 0" and second[0] == "True 1"
     assert first[1] == second[1]                          # byte-identical source
-    assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*"))  # Numba's on-disk index exists
+    suffix = ".nbi" if backend == "numba" else ".o"       # Numba's index / LLVM's object file
+    assert any(p.suffix == suffix for p in tmp_path.rglob("*"))

@@ -1,0 +1,289 @@
+"""Single-point calls from Python straight into an llvm kernel.
+
+A call ``fn.value_and_grad(0.3, w)`` through ctypes or a Numba dispatcher
+spends most of its microsecond converting arguments and boxing results. Here
+the entry point is itself a CPython builtin function (``METH_FASTCALL``)
+written in LLVM IR: it reads exact ``float`` / ``numpy.float64`` arguments
+and 1-D float64 ``ndarray`` arguments of the right length straight from the
+objects, calls the kernel, and builds the result (a float, an array or a
+``(float, array)`` tuple) with CPython's and NumPy's own C functions.
+
+Every other call (ints, lists, batches, keywords, a wrong argument count or
+shape) is passed unchanged to a Python fallback, which checks and converts
+and raises the error a user should see. So the fast path only ever sees
+objects whose layout it has checked; the layouts themselves (offsets in
+``PyFloatObject``, ``PyTupleObject`` and NumPy's ``PyArrayObject``) are
+verified against ctypes reads when the module first builds a glue function,
+and the glue is not used where they do not hold (debug or free-threaded
+builds, other Python implementations).
+
+Generated from argument positions and lengths only: no user text reaches
+the IR.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import sysconfig
+
+import numpy as np
+
+__all__ = ["glue_module", "make_builtin", "supported", "RESULTS"]
+
+RESULTS = ("scalar", "tuple", "array", "rest")
+"""What a glue function returns: ``out[0]`` as a float; ``(out[0], out[1:])``;
+``out`` as an array; ``out[1:]`` as an array."""
+
+# slots of the context table (a uint64 array read through the builtin's ``self``)
+_FLOAT, _NPF64, _NDARRAY, _F64DESCR, _FROMDOUBLE, _TUPLENEW, _ARRAYNEW, _DECREF, _VECTORCALL = range(9)
+_NPY_DOUBLE = 12
+_METH_FASTCALL, _METH_KEYWORDS = 0x80, 0x02
+# byte offsets (64-bit CPython, verified by _layout_ok)
+_OB_TYPE, _FLOAT_VAL, _TUPLE_ITEMS = 8, 16, 24
+_ARR_DATA, _ARR_ND, _ARR_DIMS, _ARR_STRIDES, _ARR_DESCR = 16, 24, 32, 40, 56
+
+_STATE: dict = {}
+
+
+def _layout_ok() -> bool:
+    """Check the object layouts the glue reads against ctypes, once."""
+    if sys.implementation.name != "cpython" or sys.maxsize != 2**63 - 1 \
+            or hasattr(sys, "gettotalrefcount") or sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False
+    if np.dtype(np.float64).num != _NPY_DOUBLE:
+        return False
+
+    def word(obj, off):
+        return ctypes.c_void_p.from_address(id(obj) + off).value
+
+    x, nx = 1.5, np.float64(-2.25)
+    arr = np.arange(6.0)[::2]
+    tup = symgrad_native((x, arr))
+    checks = [
+        word(x, _OB_TYPE) == id(float),
+        ctypes.c_double.from_address(id(x) + _FLOAT_VAL).value == 1.5,
+        word(nx, _OB_TYPE) == id(np.float64),
+        ctypes.c_double.from_address(id(nx) + _FLOAT_VAL).value == -2.25,
+        word(arr, _OB_TYPE) == id(np.ndarray),
+        word(arr, _ARR_DATA) == arr.ctypes.data,
+        ctypes.c_int.from_address(id(arr) + _ARR_ND).value == 1,
+        ctypes.c_int64.from_address(word(arr, _ARR_DIMS)).value == 3,
+        ctypes.c_int64.from_address(word(arr, _ARR_STRIDES)).value == 16,
+        word(arr, _ARR_DESCR) == id(np.dtype(np.float64)) == id(arr.dtype),
+        word(tup, _TUPLE_ITEMS) == id(x) and word(tup, _TUPLE_ITEMS + 8) == id(arr),
+    ]
+    return all(checks)
+
+
+def _context() -> np.ndarray:
+    """The addresses the glue needs: type objects and C-API functions."""
+    api = ctypes.pythonapi
+    capsule = np._core._multiarray_umath._ARRAY_API
+    get = api.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    table = ctypes.cast(get(capsule, None), ctypes.POINTER(ctypes.c_void_p))
+    addr = [id(float), id(np.float64), id(np.ndarray), id(np.dtype(np.float64)),
+            ctypes.cast(api.PyFloat_FromDouble, ctypes.c_void_p).value,
+            ctypes.cast(api.PyTuple_New, ctypes.c_void_p).value,
+            table[93],                                   # PyArray_New
+            ctypes.cast(api.Py_DecRef, ctypes.c_void_p).value,
+            ctypes.cast(api.PyObject_Vectorcall, ctypes.c_void_p).value]
+    return np.array(addr, dtype=np.uint64)
+
+
+def supported() -> bool:
+    """True when this interpreter's object layouts are the ones the glue reads."""
+    if "ok" not in _STATE:
+        ok = False
+        try:
+            ok = _layout_ok() and hasattr(ctypes.pythonapi, "PyObject_Vectorcall")
+            if ok:
+                _STATE["ctx"] = _context()
+        except (AttributeError, ValueError, OSError):
+            ok = False
+        _STATE["ok"] = ok
+    return _STATE["ok"]
+
+
+def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int,
+                result: str) -> str:
+    """LLVM IR of ``ptr name(ptr self, ptr args, i64 nargs, ptr kwnames)`` calling
+    ``void kernel(ptr in, ptr out)``.
+
+    ``layout``: per argument ``(first input slot, None)`` for a float or
+    ``(first slot, length)`` for a 1-D array. ``self`` is the tuple
+    ``(context table, fallback, ...)`` (see :func:`make_builtin`).
+
+    Examples
+    --------
+    >>> ir = glue_module("k", "k_py", [(0, None), (1, 2)], 3, 1, "scalar")
+    >>> "call void @k(ptr %in, ptr %out)" in ir
+    True
+    """
+    for ident in (kernel, name):
+        if not ident.replace(".", "_").isidentifier():
+            raise ValueError(f"{ident!r} is not an identifier")
+    if result not in RESULTS:
+        raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
+    n_in, n_out = max(int(n_inputs), 1), max(int(n_outputs), 1)
+    L = [f"declare void @{kernel}(ptr, ptr)",
+         f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
+         "entry:",
+         f"  %in = alloca double, i64 {n_in}, align 16",
+         f"  %out = alloca double, i64 {n_out}, align 16",
+         f"  %tabp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS}",
+         "  %tab = load ptr, ptr %tabp",
+         f"  %ctxp = getelementptr i8, ptr %tab, i64 {_ARR_DATA}",
+         "  %ctx = load ptr, ptr %ctxp"]
+    for slot, label in ((_FLOAT, "float"), (_NPF64, "npf64"), (_NDARRAY, "ndarray"),
+                        (_F64DESCR, "f64"), (_FROMDOUBLE, "fromdouble"), (_TUPLENEW, "tuplenew"),
+                        (_ARRAYNEW, "arraynew"), (_DECREF, "decref"), (_VECTORCALL, "vectorcall")):
+        L += [f"  %c.{label}.p = getelementptr ptr, ptr %ctx, i64 {slot}",
+              f"  %c.{label} = load ptr, ptr %c.{label}.p"]
+    L += ["  %kwnull = icmp eq ptr %kwnames, null",
+          f"  %nok = icmp eq i64 %nargs, {len(layout)}",
+          "  %go = and i1 %kwnull, %nok",
+          "  br i1 %go, label %a0, label %slow"]
+    for k, (start, length) in enumerate(layout):
+        nxt = f"a{k + 1}"
+        L += [f"a{k}:",
+              f"  %o{k}.p = getelementptr ptr, ptr %args, i64 {k}",
+              f"  %o{k} = load ptr, ptr %o{k}.p",
+              f"  %t{k}.p = getelementptr i8, ptr %o{k}, i64 {_OB_TYPE}",
+              f"  %t{k} = load ptr, ptr %t{k}.p"]
+        if length is None:
+            L += [f"  %isf{k} = icmp eq ptr %t{k}, %c.float",
+                  f"  %isn{k} = icmp eq ptr %t{k}, %c.npf64",
+                  f"  %ok{k} = or i1 %isf{k}, %isn{k}",
+                  f"  br i1 %ok{k}, label %a{k}.v, label %slow",
+                  f"a{k}.v:",
+                  f"  %x{k}.p = getelementptr i8, ptr %o{k}, i64 {_FLOAT_VAL}",
+                  f"  %x{k} = load double, ptr %x{k}.p",
+                  f"  %i{k}.p = getelementptr double, ptr %in, i64 {int(start)}",
+                  f"  store double %x{k}, ptr %i{k}.p",
+                  f"  br label %{nxt}"]
+            continue
+        L += [f"  %isa{k} = icmp eq ptr %t{k}, %c.ndarray",
+              f"  br i1 %isa{k}, label %a{k}.d, label %slow",
+              f"a{k}.d:",
+              f"  %nd{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_ND}",
+              f"  %nd{k} = load i32, ptr %nd{k}.p",
+              f"  %dims{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DIMS}",
+              f"  %dims{k} = load ptr, ptr %dims{k}.p",
+              f"  %ds{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DESCR}",
+              f"  %ds{k} = load ptr, ptr %ds{k}.p",
+              f"  %nd1{k} = icmp eq i32 %nd{k}, 1",
+              f"  %isd{k} = icmp eq ptr %ds{k}, %c.f64",
+              f"  %okd{k} = and i1 %nd1{k}, %isd{k}",
+              f"  br i1 %okd{k}, label %a{k}.n, label %slow",
+              f"a{k}.n:",
+              f"  %len{k} = load i64, ptr %dims{k}",
+              f"  %okn{k} = icmp eq i64 %len{k}, {int(length)}",
+              f"  br i1 %okn{k}, label %a{k}.v, label %slow",
+              f"a{k}.v:",
+              f"  %dp{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DATA}",
+              f"  %dp{k} = load ptr, ptr %dp{k}.p",
+              f"  %sp{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_STRIDES}",
+              f"  %sp{k} = load ptr, ptr %sp{k}.p",
+              f"  %st{k} = load i64, ptr %sp{k}"]
+        for j in range(int(length)):
+            L += [f"  %e{k}.{j}.o = mul i64 {j}, %st{k}",
+                  f"  %e{k}.{j}.p = getelementptr i8, ptr %dp{k}, i64 %e{k}.{j}.o",
+                  f"  %e{k}.{j} = load double, ptr %e{k}.{j}.p, align 1",
+                  f"  %e{k}.{j}.d = getelementptr double, ptr %in, i64 {int(start) + j}",
+                  f"  store double %e{k}.{j}, ptr %e{k}.{j}.d"]
+        L.append(f"  br label %{nxt}")
+    L += [f"a{len(layout)}:",
+          f"  call void @{kernel}(ptr %in, ptr %out)"]
+    L += _result(result, n_out)
+    L += ["slow:",
+          "  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
+          "  %fb = load ptr, ptr %fb.p",
+          "  %r.slow = call ptr %c.vectorcall(ptr %fb, ptr %args, i64 %nargs, ptr %kwnames)",
+          "  ret ptr %r.slow",
+          "}"]
+    return "\n".join(L) + "\n"
+
+
+def _array(tag: str, lo: int, hi: int) -> list:
+    """A fresh float64 array holding ``out[lo:hi]`` in ``%{tag}`` (null on failure)."""
+    lines = [f"  %{tag}.dims = alloca i64",
+             f"  store i64 {hi - lo}, ptr %{tag}.dims",
+             f"  %{tag} = call ptr %c.arraynew(ptr %c.ndarray, i32 1, ptr %{tag}.dims, "
+             f"i32 {_NPY_DOUBLE}, ptr null, ptr null, i32 0, i32 0, ptr null)",
+             f"  %{tag}.null = icmp eq ptr %{tag}, null",
+             f"  br i1 %{tag}.null, label %{tag}.fail, label %{tag}.fill",
+             f"{tag}.fill:",
+             f"  %{tag}.d.p = getelementptr i8, ptr %{tag}, i64 {_ARR_DATA}",
+             f"  %{tag}.d = load ptr, ptr %{tag}.d.p"]
+    for j in range(lo, hi):
+        lines += [f"  %{tag}.s{j}.p = getelementptr double, ptr %out, i64 {j}",
+                  f"  %{tag}.s{j} = load double, ptr %{tag}.s{j}.p",
+                  f"  %{tag}.t{j}.p = getelementptr double, ptr %{tag}.d, i64 {j - lo}",
+                  f"  store double %{tag}.s{j}, ptr %{tag}.t{j}.p"]
+    return lines
+
+
+def _result(result: str, n_out: int) -> list:
+    if result == "scalar":
+        return ["  %v0 = load double, ptr %out",
+                "  %r = call ptr %c.fromdouble(double %v0)",
+                "  ret ptr %r"]
+    if result in ("array", "rest"):
+        lo = 0 if result == "array" else 1
+        return _array("arr", lo, n_out) + ["  ret ptr %arr", "arr.fail:", "  ret ptr null"]
+    return ["  %v0 = load double, ptr %out",                       # (value, grad)
+            "  %val = call ptr %c.fromdouble(double %v0)",
+            "  %val.null = icmp eq ptr %val, null",
+            "  br i1 %val.null, label %fail, label %mk",
+            "mk:",
+            *_array("arr", 1, n_out),
+            "  %tup = call ptr %c.tuplenew(i64 2)",
+            "  %tup.null = icmp eq ptr %tup, null",
+            "  br i1 %tup.null, label %tup.fail, label %tup.fill",
+            "tup.fill:",
+            f"  %tup.0 = getelementptr i8, ptr %tup, i64 {_TUPLE_ITEMS}",
+            "  store ptr %val, ptr %tup.0",
+            f"  %tup.1 = getelementptr i8, ptr %tup, i64 {_TUPLE_ITEMS + 8}",
+            "  store ptr %arr, ptr %tup.1",
+            "  ret ptr %tup",
+            "tup.fail:",
+            "  call void %c.decref(ptr %arr)",
+            "  br label %arr.fail",
+            "arr.fail:",
+            "  call void %c.decref(ptr %val)",
+            "  br label %fail",
+            "fail:",
+            "  ret ptr null"]
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+
+class symgrad_native(tuple):  # noqa: N801 - shows in reprs: <built-in method f of symgrad_native ...>
+    """The ``self`` of a glue builtin: ``(context, fallback, keep-alives...)``."""
+
+    __slots__ = ()
+
+
+def make_builtin(address: int, fallback, name: str, doc: str | None = None,
+                 signature: str = "(*args)"):
+    """A builtin function object running the glue at ``address``; calls the
+    glue does not take go to ``fallback(*args, **kwargs)``. ``signature`` is
+    what :func:`inspect.signature` reports."""
+    if not supported():
+        raise RuntimeError("the Python call glue is not supported by this interpreter")
+    if not name.isidentifier():
+        raise ValueError(f"{name!r} is not an identifier")
+    name_b = name.encode("ascii")
+    doc_b = f"{name}($self, /, {signature[1:]}\n--\n\n{doc or ''}".encode("utf-8")
+    mdef = _MethodDef(name_b, address, _METH_FASTCALL | _METH_KEYWORDS, doc_b)
+    # self: (context, fallback, and what must outlive the function object)
+    self = symgrad_native((_STATE["ctx"], fallback, mdef, name_b, doc_b))
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
+    return new(ctypes.addressof(mdef), self, None)
