@@ -2,16 +2,18 @@
 
 The straight-line kernel of :mod:`compiler.llvmgen` evaluates one point. A
 batched call evaluates the same program at n points, and the points are
-independent: here every SSA value becomes a ``<4 x double>`` holding four
-points, so one pass through the program evaluates four points.
+independent: here every SSA value becomes a ``<L x double>`` holding L
+points (L = 8 with AVX-512, 4 otherwise; see
+:func:`compiler.llvmjit.simd_math`), so one pass through the program
+evaluates L points.
 
 * Arithmetic, comparisons, selects, ``abs``/``floor``/``ceil`` are exact
   IEEE operations: lane for lane the vector instruction gives the bits the
   scalar kernel gives. Their vector lines are the scalar templates of
   :mod:`compiler.llvmgen` with the types widened (one template per op).
 * ``exp``, ``log``, ``tanh``, ``sin``, ``cos``, ``expm1``, ``log1p`` (and the
-  ``sigmoid``/``softplus`` built on them) call glibc's libmvec, four lanes at
-  a time, when :func:`compiler.llvmjit.vector_math` finds it. libmvec is
+  ``sigmoid``/``softplus`` built on them) call glibc's libmvec, L lanes at
+  a time, when :func:`compiler.llvmjit.simd_math` finds it. libmvec is
   within 4 ulp of libm (3 ulp measured), so these lanes can differ from a
   single-point call in the last bits, as NumPy's SIMD ufuncs differ from
   :mod:`math`. Without libmvec (or with ``SYMGRAD_VECMATH=0``) they are
@@ -28,8 +30,9 @@ Module interface::
 negative) locate input ``k`` of point ``i`` at ``ptrs[k][i * strides[k]]``,
 so the user's arrays (and stride-0 broadcasts) are read in place; output
 ``o`` of point ``i`` goes to ``out[o * ostride + i]`` (one row per output).
-Points ``lo .. hi-1`` are evaluated; a last group of fewer than four points
-repeats the last point in the spare lanes and stores only the real ones.
+Points ``lo .. hi-1`` are evaluated; a last group of fewer than L points
+repeats the last point in the spare lanes and stores only the real ones, so
+every point goes through the same instructions wherever it sits in a batch.
 """
 
 from __future__ import annotations
