@@ -164,6 +164,8 @@ def main() -> None:
           f"(symgrad back end: {fn.backend})")
     base = per_call_us(lambda: fn.value_and_grad(*point))
     rows.append(("symgrad", base))
+    fn_nb = sg.compile(f, args, wrt=list(wrt), backend="numba")
+    rows.append(("symgrad backend='numba'", per_call_us(lambda: fn_nb.value_and_grad(*point))))
     rows.append(("sympy.lambdify(math, cse=True)", per_call_us(lambda: lam(*point))))
     for name, call in peers_small(point).items():
         rows.append((name, per_call_us(call)))
@@ -192,6 +194,8 @@ def main() -> None:
     assert np.allclose(vs, vn, rtol=1e-12) and np.allclose(gs, np.stack(gn, axis=1), rtol=1e-12)
     base_n = per_call_us(lambda: fn.value_and_grad(*point[:3], X0, X1), min_time=1.0)
     _table([("symgrad (batched)", base_n),
+            ("symgrad backend='numba' (batched)",
+             per_call_us(lambda: fn_nb.value_and_grad(*point[:3], X0, X1), min_time=1.0)),
             ("sympy.lambdify(numpy, cse=True)", per_call_us(lambda: lam_np(*point[:3], X0, X1),
                                                             min_time=1.0))], base_n)
 

@@ -43,6 +43,8 @@ _METH_FASTCALL, _METH_KEYWORDS = 0x80, 0x02
 _OB_TYPE, _FLOAT_VAL, _TUPLE_ITEMS = 8, 16, 24
 _ARR_DATA, _ARR_ND, _ARR_DIMS, _ARR_STRIDES, _ARR_DESCR = 16, 24, 32, 40, 56
 
+_MAX_STACK_DOUBLES = 8192   # larger argument/result buffers go to the heap
+
 _STATE: dict = {}
 
 
@@ -127,20 +129,30 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
     if result not in RESULTS:
         raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
     n_in, n_out = max(int(n_inputs), 1), max(int(n_outputs), 1)
+    on_heap = n_in + n_out > _MAX_STACK_DOUBLES
     L = [f"declare void @{kernel}(ptr, ptr)",
+         "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+         "declare ptr @malloc(i64)", "declare void @free(ptr)",
          f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
-         "entry:",
-         f"  %in = alloca double, i64 {n_in}, align 16",
-         f"  %out = alloca double, i64 {n_out}, align 16",
-         f"  %tabp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS}",
-         "  %tab = load ptr, ptr %tabp",
-         f"  %ctxp = getelementptr i8, ptr %tab, i64 {_ARR_DATA}",
-         "  %ctx = load ptr, ptr %ctxp"]
+         "entry:"]
+    L += [f"  %tabp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS}",
+          "  %tab = load ptr, ptr %tabp",
+          f"  %ctxp = getelementptr i8, ptr %tab, i64 {_ARR_DATA}",
+          "  %ctx = load ptr, ptr %ctxp"]
     for slot, label in ((_FLOAT, "float"), (_NPF64, "npf64"), (_NDARRAY, "ndarray"),
                         (_F64DESCR, "f64"), (_FROMDOUBLE, "fromdouble"), (_TUPLENEW, "tuplenew"),
                         (_ARRAYNEW, "arraynew"), (_DECREF, "decref"), (_VECTORCALL, "vectorcall")):
         L += [f"  %c.{label}.p = getelementptr ptr, ptr %ctx, i64 {slot}",
               f"  %c.{label} = load ptr, ptr %c.{label}.p"]
+    if on_heap:    # big programs: the buffers go to the heap (thread stacks can be small)
+        L += [f"  %in = call ptr @malloc(i64 {8 * (n_in + n_out)})",
+              "  %nomem = icmp eq ptr %in, null",
+              "  br i1 %nomem, label %slow, label %buffers",
+              "buffers:",
+              f"  %out = getelementptr double, ptr %in, i64 {n_in}"]
+    else:
+        L += [f"  %in = alloca double, i64 {n_in}, align 16",
+              f"  %out = alloca double, i64 {n_out}, align 16"]
     L += ["  %kwnull = icmp eq ptr %kwnames, null",
           f"  %nok = icmp eq i64 %nargs, {len(layout)}",
           "  %go = and i1 %kwnull, %nok",
@@ -187,18 +199,34 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
               f"  %sp{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_STRIDES}",
               f"  %sp{k} = load ptr, ptr %sp{k}.p",
               f"  %st{k} = load i64, ptr %sp{k}"]
-        for j in range(int(length)):
-            L += [f"  %e{k}.{j}.o = mul i64 {j}, %st{k}",
-                  f"  %e{k}.{j}.p = getelementptr i8, ptr %dp{k}, i64 %e{k}.{j}.o",
-                  f"  %e{k}.{j} = load double, ptr %e{k}.{j}.p, align 1",
-                  f"  %e{k}.{j}.d = getelementptr double, ptr %in, i64 {int(start) + j}",
-                  f"  store double %e{k}.{j}, ptr %e{k}.{j}.d"]
-        L.append(f"  br label %{nxt}")
+        L += [f"  br label %a{k}.l",           # copy the elements, with the array's stride
+              f"a{k}.l:",
+              f"  %j{k} = phi i64 [0, %a{k}.v], [%jn{k}, %a{k}.l]",
+              f"  %e{k}.o = mul i64 %j{k}, %st{k}",
+              f"  %e{k}.p = getelementptr i8, ptr %dp{k}, i64 %e{k}.o",
+              f"  %e{k} = load double, ptr %e{k}.p, align 1",
+              f"  %e{k}.i = add i64 %j{k}, {int(start)}",
+              f"  %e{k}.d = getelementptr double, ptr %in, i64 %e{k}.i",
+              f"  store double %e{k}, ptr %e{k}.d",
+              f"  %jn{k} = add i64 %j{k}, 1",
+              f"  %more{k} = icmp slt i64 %jn{k}, {int(length)}",
+              f"  br i1 %more{k}, label %a{k}.l, label %{nxt}"]
     L += [f"a{len(layout)}:",
           f"  call void @{kernel}(ptr %in, ptr %out)"]
-    L += _result(result, n_out)
-    L += ["slow:",
-          "  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
+    body = _result(result, n_out)
+    if on_heap:   # every return after the kernel call frees the buffers first
+        body = [line.replace("  ret ptr ", "  call void @free(ptr %in)\n  ret ptr ")
+                for line in body]
+    L += body
+    L += ["slow:"]
+    if on_heap:
+        L += ["  %nofree = icmp eq ptr %in, null",
+              "  br i1 %nofree, label %slow.call, label %slow.free",
+              "slow.free:",
+              "  call void @free(ptr %in)",
+              "  br label %slow.call",
+              "slow.call:"]
+    L += ["  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
           "  %fb = load ptr, ptr %fb.p",
           "  %r.slow = call ptr %c.vectorcall(ptr %fb, ptr %args, i64 %nargs, ptr %kwnames)",
           "  ret ptr %r.slow",
@@ -216,12 +244,10 @@ def _array(tag: str, lo: int, hi: int) -> list:
              f"  br i1 %{tag}.null, label %{tag}.fail, label %{tag}.fill",
              f"{tag}.fill:",
              f"  %{tag}.d.p = getelementptr i8, ptr %{tag}, i64 {_ARR_DATA}",
-             f"  %{tag}.d = load ptr, ptr %{tag}.d.p"]
-    for j in range(lo, hi):
-        lines += [f"  %{tag}.s{j}.p = getelementptr double, ptr %out, i64 {j}",
-                  f"  %{tag}.s{j} = load double, ptr %{tag}.s{j}.p",
-                  f"  %{tag}.t{j}.p = getelementptr double, ptr %{tag}.d, i64 {j - lo}",
-                  f"  store double %{tag}.s{j}, ptr %{tag}.t{j}.p"]
+             f"  %{tag}.d = load ptr, ptr %{tag}.d.p",
+             f"  %{tag}.src = getelementptr double, ptr %out, i64 {lo}",
+             f"  call void @llvm.memcpy.p0.p0.i64(ptr %{tag}.d, ptr %{tag}.src, "
+             f"i64 {8 * (hi - lo)}, i1 false)"]
     return lines
 
 

@@ -174,7 +174,8 @@ class CompiledFunction:
     def _attach_glue(self, kvg, layout: list, single: bool) -> bool:
         """Make ``value_and_grad``, ``grad`` and plain calls builtin functions that
         run the llvm kernels straight from Python (:mod:`compiler.pyglue`; ~0.2 us
-        a call); anything they do not take goes to the checked Python paths."""
+        a call); anything they do not take goes to the checked Python paths.
+        ``grad`` and plain calls get theirs on first use (~25 ms of LLVM each)."""
         from compiler.llvmjit import load_glue, load_llvm
 
         if single:
@@ -183,8 +184,12 @@ class CompiledFunction:
             if vg is None:
                 return False
             self.value_and_grad = vg
-            self.grad = load_glue(kvg, layout, "rest", self._grad, "grad",
-                                  CompiledFunction.grad.__doc__, "(*args, reduce=None)")
+
+            def first_grad(*args, **kwargs):
+                self.grad = load_glue(kvg, layout, "rest", self._grad, "grad",
+                                      CompiledFunction.grad.__doc__, "(*args, reduce=None)")
+                return self.grad(*args, **kwargs)
+            self.grad = first_grad
         result = "scalar" if single else "array"
 
         def first_call(*args, **kwargs):   # the forward kernel is compiled on first use

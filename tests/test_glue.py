@@ -55,6 +55,7 @@ def test_glue_is_used(fn, gn):
     for f in (fn, gn):
         assert f.backend == "llvm"
         assert type(f.value_and_grad).__name__ == "builtin_function_or_method"
+        f.grad(*([np.ones(3)] if f is gn else []), 0.5, 0.25)   # built on the first call
         assert type(f.grad).__name__ == "builtin_function_or_method"
     fn(0.5, 0.25)                   # the forward glue is built on the first call
     assert type(fn._call).__name__ == "builtin_function_or_method"
@@ -235,3 +236,21 @@ def test_forward_kernel_is_compiled_lazily():
     assert f(0.5) == pytest.approx(3.0 * math.sinh(0.5), rel=1e-15)
     assert type(f._call).__name__ == "builtin_function_or_method"
     assert same(f(0.5), load_llvm(f.ir_forward).point_caller("scalar")(0.5))
+
+
+def test_big_buffers_go_to_the_heap(gn, monkeypatch):
+    """Argument/result buffers above _MAX_STACK_DOUBLES are malloc'ed (and freed on
+    every return path, the fallback included)."""
+    monkeypatch.setattr(pyglue, "_MAX_STACK_DOUBLES", 2)
+    ir = pyglue.glue_module("k", "k_py", [(0, 3), (3, None)], 4, 4, "tuple")
+    assert "call ptr @malloc" in ir and ir.count("call void @free") == 3   # 2 returns + fallback
+    heap = sg.compile(gn.exprs[0], [w, x, y], wrt=[w], backend="llvm")
+    W = np.array([0.3, -0.1, 0.7])
+    for args in ((W, 0.5, 0.25), (W[::-1].copy(), -1.0, 2.0)):
+        a, b = heap.value_and_grad(*args), gn.value_and_grad(*args)
+        assert same(a[0], b[0]) and same(a[1], b[1])
+        assert same(heap(*args), gn(*args))
+    assert same(heap.value_and_grad([0.3, -0.1, 0.7], 0.5, 0.25)[1],
+                gn.value_and_grad(W, 0.5, 0.25)[1])             # slow path frees too
+    with pytest.raises(ValueError, match="length 3"):
+        heap.value_and_grad(np.ones(4), 0.5, 0.25)
