@@ -450,7 +450,7 @@ def vector_math() -> dict:
 def simd_math():
     """The widest SIMD batch kernels this machine runs (a
     :class:`compiler.llvmvec.SimdMath`): 8 lanes with glibc's AVX-512 libmvec
-    functions (``_ZGVeN8v_tanh``, ...), else 4 lanes with its AVX2 ones, else
+    functions (``_ZGVeN8v_tanh``, ``_ZGVeN8vv_pow``, ...), else 4 lanes with its AVX2 ones, else
     4 lanes with libm lane by lane. ``SYMGRAD_VECMATH=0`` keeps libm (batches
     then equal single-point calls bit for bit)."""
     if "simd" in _STATE:
@@ -463,9 +463,11 @@ def simd_math():
     simd = SimdMath(4, {})
     if os.environ.get("SYMGRAD_VECMATH", "1") != "0":
         for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
-            table = {op: f"_ZGV{isa}N{lanes}v_{op}"
-                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p")
-                     if feature in features and llvm.address_of_symbol(f"_ZGV{isa}N{lanes}v_{op}")}
+            names = {op: f"_ZGV{isa}N{lanes}v_{op}"
+                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p")}
+            names["pow"] = f"_ZGV{isa}N{lanes}vv_pow"
+            table = {op: sym for op, sym in names.items()
+                     if feature in features and llvm.address_of_symbol(sym)}
             if table:
                 simd = SimdMath(lanes, table)
                 break

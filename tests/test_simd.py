@@ -17,8 +17,10 @@ file pins down, against the single-point kernels (libm, one point at a time):
 2. The libmvec ops (exp, log, tanh, sin, cos, expm1, log1p) agree with libm
    to 4 ulp in their value (glibc's bound), sigmoid and softplus (two
    roundings on top of exp) to 6 and 8 ulp; nan/inf positions and signed
-   zeros are identical; gradients agree to a small tolerance. With libm
-   forced (``SimdMath(lanes, {})``) everything is bit-identical.
+   zeros are identical; gradients agree to a small tolerance. ``x**y`` goes
+   through libmvec's pow (4 ulp) except its exact cases (0**y, x**0.5,
+   x**-1; a constant x**2 is x*x). With libm forced (``SimdMath(lanes, {})``)
+   everything is bit-identical.
 3. Lanes are independent: the tail of a batch (n not a multiple of L) gives
    the same bits as a full group, results do not depend on a point's
    position in the batch, and the padded lanes of the last group never read
@@ -66,6 +68,7 @@ NATIVE = ("llvm", "numba")
 NAN, INF = float("nan"), float("inf")
 LANES = llvmjit.simd_math().lanes
 LIBMVEC_OPS = frozenset({"exp", "log", "tanh", "sin", "cos", "expm1", "log1p", "sigmoid", "softplus"})
+EXACT_EXPONENTS = (2.0, 0.5, -1.0)   # pow computed as x*x, sqrt(x), 1/x: exact in batches too
 
 x, y, z = sp.symbols("x y z")
 w = sp.symbols("w0:3")
@@ -233,13 +236,13 @@ def _random_points(rng, n, scale_exp=(-3, 4)):
 # 1. Exact ops: bit-identical to single-point calls
 # ===================================================================================
 
-# Only exact IEEE ops and lane-by-lane libm ops (atan2, erf, pow) in the values
-# AND the gradients: erf(z) and x**z are only differentiated w.r.t. x (erf' uses
-# exp, d/dz x**z uses log, both libmvec ops).
-EXACT = (x * y - x / y + x**2 - y**3 + sg.relu(x - y) + sp.Abs(x) * sp.Max(x, y)
+# Only exact IEEE ops, lane-by-lane libm ops (atan2, erf) and the exact powers
+# (x**2, sqrt, 1/x) in the values AND the gradients: erf(z) and sqrt(z) are only
+# differentiated w.r.t. x (erf' uses exp, sqrt' a general power, libmvec ops).
+EXACT = (x * y - x / y + x**2 - y * sp.Abs(y) + sg.relu(x - y) + sp.Abs(x) * sp.Max(x, y)
          - sp.Min(x, 2 * y) + sp.sign(y) * x + sp.Heaviside(x - y) + sp.floor(x * z)
          - sp.ceiling(y) + sp.Piecewise((x * y, (x > y) & (z > 0)), (x + y, (y < z) | ~(x < 0)), (z, True))
-         + sp.atan2(y, x) + sp.erf(z) * x + sp.sqrt(x) + x**z + y**2.5)
+         + sp.atan2(y, x) + sp.erf(z) * x + sp.sqrt(z) * x)
 
 
 @pytest.fixture(scope="module")
@@ -264,8 +267,12 @@ def exact_refs(exact_fns, exact_pool):
 
 
 def test_exact_formula_uses_no_libmvec_op(exact_fns):
-    ops = {ins.op for ins in exact_fns["llvm"].ir.instrs}
+    instrs = exact_fns["llvm"].ir.instrs
+    ops = {ins.op for ins in instrs}
     assert not ops & LIBMVEC_OPS, ops & LIBMVEC_OPS
+    exponents = {instrs[ins.args[1]].args[0] if instrs[ins.args[1]].op == "const" else None
+                 for ins in instrs if ins.op == "pow"}
+    assert exponents and exponents <= set(EXACT_EXPONENTS), exponents
     assert {"relu", "abs_", "max2", "min2", "sign", "heaviside", "floor", "ceil", "piecewise",
             "atan2", "erf", "pow", "mul", "add", "and_", "or_", "lt", "gt", "ge"} <= ops
 
@@ -370,6 +377,9 @@ def test_every_ir_op_vector_against_scalar_kernel(math_mode):
         op = fn.instrs[v].op
         vec_math = op in table or (op == "sigmoid" and "exp" in table) or \
             (op == "softplus" and {"exp", "log1p"} <= set(table))
+        if op == "pow" and fn.instrs[fn.instrs[v].args[1]].op == "const" and \
+                fn.instrs[fn.instrs[v].args[1]].args[0] in EXACT_EXPONENTS:
+            vec_math = False
         what = f"output {k}: {op}{fn.instrs[v].args}"
         if vec_math:
             assert_ulp(out[k], ref[k], ULP_BOUND[op], what)
@@ -388,7 +398,7 @@ def test_every_ir_op_vector_against_scalar_kernel(math_mode):
 # points with AVX-512 libmvec: exp/tanh/sin/cos 3, log/expm1/log1p 2,
 # sigmoid 4, softplus 5 (at x = -2.7581336035116593, in the points below).
 ULP_BOUND = {"exp": 4, "log": 4, "tanh": 4, "sin": 4, "cos": 4, "expm1": 4, "log1p": 4,
-             "sigmoid": 6, "softplus": 8}
+             "sigmoid": 6, "softplus": 8, "pow": 4}
 
 OPS = {"exp": sp.exp(x), "log": sp.log(x), "tanh": sp.tanh(x), "sin": sp.sin(x),
        "cos": sp.cos(x), "expm1": expm1(x), "log1p": log1p(x), "sigmoid": sg.sigmoid(x),
@@ -976,3 +986,48 @@ def test_statement_limit_boundary(fns, backend, monkeypatch):
         assert_same(fn(xs[::-1], ys), rv)
     finally:
         fn._simd.clear()
+
+
+# -----------------------------------------------------------------------------------
+# pow: libmvec's pow under sg_pow's special cases (0**b, negative bases, 1/x, sqrt)
+# -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pow_fns():
+    return {b: _compile(x**y, [x, y], backend=b) for b in NATIVE}
+
+
+@pytest.fixture(scope="module")
+def pow_points():
+    """(2, N): the edge grid, negative bases with integer exponents, constant-like
+    exponents (2, 3, 12, -6, 0.5, -1, -0.5), overflow and underflow."""
+    gx, gy = (a.ravel() for a in np.meshgrid(EDGE, EDGE, indexing="ij"))
+    rng = np.random.default_rng(12)
+    k = 400
+    bases = np.concatenate([rng.uniform(-10, 10, k), 10.0 ** rng.uniform(-30, 30, k),
+                            rng.uniform(0.9, 1.1, k)])
+    exps = np.concatenate([rng.integers(-20, 21, k).astype(float),
+                           rng.choice([2.0, 3.0, 12.0, -6.0, 0.5, -1.0, -0.5, 1.5], k),
+                           rng.uniform(-700, 700, k)])
+    return np.stack([np.concatenate([gx, bases]), np.concatenate([gy, exps])])
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+def test_pow_batches(pow_fns, pow_points, backend, math_mode):
+    fn = pow_fns[backend]
+    ref_v, ref_g = _per_point(fn, *pow_points)
+    v, g = fn.value_and_grad(*pow_points)
+    if math_mode == "libm" or not llvmjit.simd_math().table:
+        assert_same(v, ref_v, "pow value (libm)")
+        assert_same(g, ref_g, "pow gradient (libm)")
+        return
+    assert_ulp(v, ref_v, ULP_BOUND["pow"], "pow value")
+    for k in range(2):   # d/dx = y*x**(y-1) and d/dy = x**y*log(x): products of libmvec values
+        a, b = g[:, k], ref_g[:, k]
+        assert np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(np.isinf(a), np.isinf(b))
+        fin = np.isfinite(a)
+        np.testing.assert_allclose(a[fin], b[fin], rtol=1e-13, atol=1e-300)
+    # the special cases sg_pow tests at run time stay exact (x**2 is x*x only for a
+    # constant exponent: here y = 2 goes through pow)
+    exact = np.isin(pow_points[1], (0.5, -1.0)) | (pow_points[0] == 0)
+    assert_same(v[exact], ref_v[exact], "pow value at exact exponents and zero bases")
