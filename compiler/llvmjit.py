@@ -288,8 +288,12 @@ def _threads() -> int:
 
 
 def _pool():
-    """A process-wide thread pool for batches (ctypes releases the GIL)."""
+    """A process-wide thread pool for batches (ctypes releases the GIL); a
+    forked child starts its own (the parent's threads do not exist there)."""
     if "pool" not in _STATE:
+        if not _STATE.get("fork_hook"):
+            os.register_at_fork(after_in_child=lambda: _STATE.pop("pool", None))
+            _STATE["fork_hook"] = True
         from concurrent.futures import ThreadPoolExecutor
 
         _STATE["pool"] = ThreadPoolExecutor(max(_threads() - 1, 1), thread_name_prefix="symgrad")

@@ -1031,3 +1031,30 @@ def test_pow_batches(pow_fns, pow_points, backend, math_mode):
     # constant exponent: here y = 2 goes through pow)
     exact = np.isin(pow_points[1], (0.5, -1.0)) | (pow_points[0] == 0)
     assert_same(v[exact], ref_v[exact], "pow value at exact exponents and zero bases")
+
+
+_FORK_SCRIPT = r"""
+import multiprocessing as mp, numpy as np, sympy as sp, symgrad as sg
+x, y = sp.symbols("x y")
+fn = sg.compile(sp.tanh(x) * y, [x, y])
+xs = np.linspace(-1, 1, 100_000)
+ref = fn(xs, 2.0)                     # the parent's thread pool exists from here on
+def child(q):
+    q.put(fn(xs, 2.0).tobytes() == ref.tobytes())
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(60)
+print(p.exitcode, q.get(timeout=5) if p.exitcode == 0 else None)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_threaded_batches_work_in_a_forked_child():
+    """A child forked after the parent ran threaded batches must not wait on the
+    parent's pool threads (they do not exist in the child): it starts its own."""
+    proc = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "True"], proc.stdout + proc.stderr
