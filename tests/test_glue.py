@@ -254,3 +254,13 @@ def test_big_buffers_go_to_the_heap(gn, monkeypatch):
                 gn.value_and_grad(W, 0.5, 0.25)[1])             # slow path frees too
     with pytest.raises(ValueError, match="length 3"):
         heap.value_and_grad(np.ones(4), 0.5, 0.25)
+
+
+def test_plain_calls_reach_the_entry_point_directly(fn):
+    """``fn(x, y)`` resolves ``__call__`` to the entry point itself (a property):
+    the glue's builtin once built, with no Python frame in between."""
+    fn(0.5, 0.25)
+    assert fn.__call__ is fn._call
+    assert type(fn.__call__).__name__ == "builtin_function_or_method"
+    assert callable(fn) and same(fn(0.5, 0.25), fn._forward(0.5, 0.25))
+    assert "Value(s) of the expression(s)" in type(fn).__call__.__doc__
