@@ -81,7 +81,11 @@ def _layout_ok() -> bool:
 def _context() -> np.ndarray:
     """The addresses the glue needs: type objects and C-API functions."""
     api = ctypes.pythonapi
-    capsule = np._core._multiarray_umath._ARRAY_API
+    try:                                   # NumPy 2 / NumPy 1
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:
+        from numpy.core import _multiarray_umath as umath
+    capsule = umath._ARRAY_API
     get = api.PyCapsule_GetPointer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
     table = ctypes.cast(get(capsule, None), ctypes.POINTER(ctypes.c_void_p))
@@ -94,6 +98,17 @@ def _context() -> np.ndarray:
     return np.array(addr, dtype=np.uint64)
 
 
+def _array_new_ok(address: int) -> bool:
+    """Call the ``PyArray_New`` slot once through ctypes: a float64 vector of 3?"""
+    proto = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_int,
+                              ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_void_p,
+                              ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+    dims = (ctypes.c_int64 * 1)(3)
+    arr = proto(address)(id(np.ndarray), 1, dims, _NPY_DOUBLE, None, None, 0, 0, None)
+    return type(arr) is np.ndarray and arr.shape == (3,) and arr.dtype == np.float64 \
+        and arr.flags.c_contiguous and arr.flags.owndata
+
+
 def supported() -> bool:
     """True when this interpreter's object layouts are the ones the glue reads."""
     if "ok" not in _STATE:
@@ -102,7 +117,8 @@ def supported() -> bool:
             ok = _layout_ok() and hasattr(ctypes.pythonapi, "PyObject_Vectorcall")
             if ok:
                 _STATE["ctx"] = _context()
-        except (AttributeError, ValueError, OSError):
+                ok = _array_new_ok(int(_STATE["ctx"][_ARRAYNEW]))
+        except (AttributeError, ImportError, ValueError, OSError):
             ok = False
         _STATE["ok"] = ok
     return _STATE["ok"]
