@@ -461,7 +461,7 @@ def simd_math():
         return _STATE["simd"]
     from compiler.llvmvec import SimdMath
 
-    vector_math()   # loads libmvec (and caches the AVX2 table the loop kernels use)
+    vector_math()   # loads libmvec
     llvm = _llvm()
     features = llvm.get_host_cpu_features().flatten()
     simd = SimdMath(4, {})
@@ -484,7 +484,9 @@ def load_loops(prog) -> LoopKernel:
     (matrix products through BLAS when NumPy's OpenBLAS is available)."""
     from compiler.loopllvm import loop_module
 
-    text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), vector_math())
+    simd = simd_math()
+    unary = {op: sym for op, sym in simd.table.items() if op != "pow"}
+    text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), unary, simd.lanes)
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)
     _, addr, path, reused = load_object(text, (2, 2, False), ("",))

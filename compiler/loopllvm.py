@@ -358,25 +358,26 @@ class _Emitter:
         if vec is None:
             self.loop(r, lambda rr: self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc))))
             return
-        # f applied to a contiguous array: 4 lanes at a time through the vector
+        # f applied to a contiguous array: L lanes at a time through the vector
         # math library, the remainder of each row one by one
         src = op.args[0]
         self.used_vec.add(vec)
+        L, V = self.lanes, f"<{self.lanes} x double>"
 
         def row(rr):
             if c.isdigit():
-                c4 = str(int(c) - int(c) % 4)
+                c4 = str(int(c) - int(c) % L)
             else:
                 c4 = self.tmp("c4")
-                self.emit(f"{c4} = and i64 {c}, -4")
+                self.emit(f"{c4} = and i64 {c}, -{L}")
 
             def lanes(cc):
                 v = self.tmp("vx")
-                self.emit(f"{v} = load <4 x double>, ptr {self.elem_ptr(src, rr, cc)}, align 8")
+                self.emit(f"{v} = load {V}, ptr {self.elem_ptr(src, rr, cc)}, align 8")
                 y = self.tmp("vy")
-                self.emit(f"{y} = call <4 x double> @{vec}(<4 x double> {v})")
-                self.emit(f"store <4 x double> {y}, ptr {self.elem_ptr(i, rr, cc)}, align 8")
-            self.loop(c4, lanes, step=4)
+                self.emit(f"{y} = call {V} @{vec}({V} {v})")
+                self.emit(f"store {V} {y}, ptr {self.elem_ptr(i, rr, cc)}, align 8")
+            self.loop(c4, lanes, step=L)
             self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc)), start=c4)
         self.loop(r, row)
 
@@ -436,8 +437,11 @@ class _Emitter:
 
 
 def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = None,
-                vecmath: dict | None = None) -> str:
+                vecmath: dict | None = None, lanes: int = 4) -> str:
     """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)``.
+
+    ``vecmath`` maps unary op names to vector-math functions taking and
+    returning ``<lanes x double>``.
 
     Examples
     --------
@@ -453,7 +457,7 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
         raise ValueError(f"kernel name {name!r} is not an identifier")
     e = _Emitter(prog)
     e.blas, e.used_blas = blas, False
-    e.vecmath, e.used_vec = dict(vecmath or {}), set()
+    e.vecmath, e.used_vec, e.lanes = dict(vecmath or {}), set(), int(lanes)
     e.dim_value = {}
     header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
               f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
@@ -506,5 +510,6 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     body = header + e.lines + ["}"]
     decl = [f"declare void @{blas}(i32, i32, i32, i64, i64, i64, double, ptr, i64, ptr, i64, "
             f"double, ptr, i64)"] if e.used_blas else []
-    decl += [f"declare <4 x double> @{v}(<4 x double>)" for v in sorted(e.used_vec)]
+    vec = f"<{e.lanes} x double>"
+    decl += [f"declare {vec} @{v}({vec})" for v in sorted(e.used_vec)]
     return "\n".join(decl + preamble(e.used_ops) + body) + "\n"
