@@ -468,8 +468,9 @@ def simd_math():
     if os.environ.get("SYMGRAD_VECMATH", "1") != "0":
         for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
             names = {op: f"_ZGV{isa}N{lanes}v_{op}"
-                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p")}
-            names["pow"] = f"_ZGV{isa}N{lanes}vv_pow"
+                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p",
+                                "tan", "asin", "acos", "atan", "sinh", "cosh", "erf")}
+            names.update({op: f"_ZGV{isa}N{lanes}vv_{op}" for op in ("pow", "atan2")})
             table = {op: sym for op, sym in names.items()
                      if feature in features and llvm.address_of_symbol(sym)}
             if table:
@@ -482,10 +483,11 @@ def simd_math():
 def load_loops(prog) -> LoopKernel:
     """Compile (or load from the disk cache) an array program with LLVM
     (matrix products through BLAS when NumPy's OpenBLAS is available)."""
+    from compiler.llvmvec import BINARY
     from compiler.loopllvm import loop_module
 
     simd = simd_math()
-    unary = {op: sym for op, sym in simd.table.items() if op != "pow"}
+    unary = {op: sym for op, sym in simd.table.items() if op not in BINARY}
     text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), unary, simd.lanes)
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)

@@ -11,19 +11,21 @@ evaluates L points.
   IEEE operations: lane for lane the vector instruction gives the bits the
   scalar kernel gives. Their vector lines are the scalar templates of
   :mod:`compiler.llvmgen` with the types widened (one template per op).
-* ``exp``, ``log``, ``tanh``, ``sin``, ``cos``, ``expm1``, ``log1p``, ``pow``
-  (and the ``sigmoid``/``softplus`` built on exp) call glibc's libmvec, L lanes at
-  a time, when :func:`compiler.llvmjit.simd_math` finds it. libmvec is
-  within 4 ulp of the true value (measured over 10^7 points against libm:
-  3 ulp for exp/tanh/sin/cos, 2 for log/expm1/log1p, 1 for pow; sigmoid 4
-  and softplus 5, which round twice on top of exp), so these lanes can differ from a
-  single-point call in the last bits, as NumPy's SIMD ufuncs differ from
-  :mod:`math`. Without libmvec (or with ``SYMGRAD_VECMATH=0``) they are
-  computed lane by lane with libm, and batches equal single-point calls
+* The elementary functions (``exp``, ``log``, ``expm1``, ``log1p``, ``pow``,
+  ``sin``, ``cos``, ``tan``, ``asin``, ``acos``, ``atan``, ``atan2``, ``sinh``,
+  ``cosh``, ``tanh``, ``erf``, and the ``sigmoid``/``softplus`` built on exp)
+  call glibc's libmvec, L lanes at a time, when
+  :func:`compiler.llvmjit.simd_math` finds it. libmvec is within 4 ulp of
+  the true value (measured against libm: 3 ulp for exp/tanh/sin/cos/tan/sinh,
+  2 for log/expm1/log1p/asin/acos/atan/cosh/erf, 1 for pow; sigmoid 4 and
+  softplus 5, which round twice on top of exp), so these lanes can differ
+  from a single-point call in the last bits, as NumPy's SIMD ufuncs differ
+  from :mod:`math`. ``x**2``, ``x**0.5`` and ``x**-1`` stay exact (``x*x``,
+  ``sqrt``, ``1/x``). Without libmvec (or with ``SYMGRAD_VECMATH=0``) these
+  functions run lane by lane with libm, and batches equal single-point calls
   bit for bit.
-  ``x**2``, ``x**0.5`` and ``x**-1`` stay exact (``x*x``, ``sqrt``, ``1/x``).
-* Every other op (``atan2``, ``erf``, ``sinh``, ...) runs lane by lane through
-  its scalar template: the same bits as a single-point call.
+* Every other op (``logsumexp``; everything when libmvec is missing) runs
+  lane by lane through its scalar template: the same bits as a single-point call.
 
 Module interface::
 
@@ -63,6 +65,8 @@ VEC_MAX_STATEMENTS = 4000
 function, compiled on the first batched call); bigger ones batch through
 the scalar kernel."""
 
+BINARY = frozenset({"pow", "atan2"})   # libmvec functions of two vectors
+
 # ops whose scalar template is only fadd/fmul/fdiv/fneg/fcmp/select/logic and
 # the exact intrinsics below: widened textually, bit-identical per lane
 _WIDEN = frozenset({"add", "mul", "div", "relu", "sign", "heaviside", "max2", "min2",
@@ -91,9 +95,10 @@ def _vec_operand(operand: str) -> str:
     return f"splat (double {operand})" if _is_const(operand) else operand
 
 
-def _vecmath_call(sym: str, dst: str, x: str, L: int) -> str:
+def _vecmath_call(sym: str, dst: str, x: str, L: int, y: str | None = None) -> str:
     V = f"<{L} x double>"
-    return f"  {dst} = call {V} @{sym}({V} {_vec_operand(x)})"
+    second = f", {V} {_vec_operand(y)}" if y is not None else ""
+    return f"  {dst} = call {V} @{sym}({V} {_vec_operand(x)}{second})"
 
 
 def _sigmoid(dst: str, a: str, vm: dict, L: int) -> list:
@@ -179,7 +184,7 @@ def vector_op(op: str, dst: str, args: list, simd: SimdMath) -> list:
     if op == "pow" and "pow" in vm:
         return _pow(dst, args[0], args[1], vm, L)
     if op in vm:
-        return [_vecmath_call(vm[op], dst, args[0], L)]
+        return [_vecmath_call(vm[op], dst, args[0], L, args[1] if len(args) == 2 else None)]
     if op == "sigmoid" and "exp" in vm:
         return _sigmoid(dst, args[0], vm, L)
     if op == "softplus" and "exp" in vm and "log1p" in vm:
@@ -210,7 +215,7 @@ def vector_module(fn: Function, name: str, simd: SimdMath) -> str:
     used = {ins.op for ins in instrs}
     decls = set(preamble(used))
     for op in used & set(vecmath):
-        decls.add(f"declare {V} @{vecmath[op]}({V}{', ' + V if op == 'pow' else ''})")
+        decls.add(f"declare {V} @{vecmath[op]}({V}{', ' + V if op in BINARY else ''})")
     for op in used & {"sigmoid", "softplus"}:
         for helper in ("exp", "log1p"):
             if helper in vecmath:
