@@ -313,7 +313,7 @@ def load_vector(fn: Function) -> VectorKernel | None:
 
 
 def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str,
-              doc: str | None = None, signature: str = "(*args)"):
+              doc: str | None = None, signature: str = "(*args)", rows: int = 1):
     """A builtin function calling ``kernel`` at one point straight from Python
     (:mod:`compiler.pyglue`), or None where the interpreter does not allow it."""
     from compiler import pyglue
@@ -321,7 +321,7 @@ def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str
     if not pyglue.supported():
         return None
     text = pyglue.glue_module(kernel.symbol, _PLACEHOLDER, layout, kernel.n_inputs,
-                              kernel.n_outputs, result)
+                              kernel.n_outputs, result, rows)
     _, addr, _, _ = load_object(text, (2, 2), ("",))
     return pyglue.make_builtin(addr[""], fallback, name, doc, signature)
 

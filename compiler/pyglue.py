@@ -31,9 +31,10 @@ import numpy as np
 
 __all__ = ["glue_module", "make_builtin", "supported", "RESULTS"]
 
-RESULTS = ("scalar", "tuple", "array", "rest")
+RESULTS = ("scalar", "tuple", "array", "rest", "jacobian")
 """What a glue function returns: ``out[0]`` as a float; ``(out[0], out[1:])``;
-``out`` as an array; ``out[1:]`` as an array."""
+``out`` as an array; ``out[1:]`` as an array; ``out[m:]`` as an ``(m, k)``
+array (``m = rows``: the Jacobian after the m values)."""
 
 # slots of the context table (a uint64 array read through the builtin's ``self``)
 _FLOAT, _NPF64, _NDARRAY, _F64DESCR, _FROMDOUBLE, _TUPLENEW, _ARRAYNEW, _DECREF, _VECTORCALL = range(9)
@@ -125,7 +126,7 @@ def supported() -> bool:
 
 
 def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int,
-                result: str) -> str:
+                result: str, rows: int = 1) -> str:
     """LLVM IR of ``ptr name(ptr self, ptr args, i64 nargs, ptr kwnames)`` calling
     ``void kernel(ptr in, ptr out)``.
 
@@ -144,6 +145,8 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
             raise ValueError(f"{ident!r} is not an identifier")
     if result not in RESULTS:
         raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
+    if result == "jacobian" and (rows < 1 or (n_outputs - rows) % rows):
+        raise ValueError(f"{n_outputs} outputs are not {rows} values and an ({rows}, k) Jacobian")
     n_in, n_out = max(int(n_inputs), 1), max(int(n_outputs), 1)
     on_heap = n_in + n_out > _MAX_STACK_DOUBLES
     L = [f"declare void @{kernel}(ptr, ptr)",
@@ -229,7 +232,7 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
               f"  br i1 %more{k}, label %a{k}.l, label %{nxt}"]
     L += [f"a{len(layout)}:",
           f"  call void @{kernel}(ptr %in, ptr %out)"]
-    body = _result(result, n_out)
+    body = _result(result, n_out, int(rows))
     if on_heap:   # every return after the kernel call frees the buffers first
         body = [line.replace("  ret ptr ", "  call void @free(ptr %in)\n  ret ptr ")
                 for line in body]
@@ -250,12 +253,16 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
     return "\n".join(L) + "\n"
 
 
-def _array(tag: str, lo: int, hi: int) -> list:
-    """A fresh float64 array holding ``out[lo:hi]`` in ``%{tag}`` (null on failure)."""
-    lines = [f"  %{tag}.dims = alloca i64",
-             f"  store i64 {hi - lo}, ptr %{tag}.dims",
-             f"  %{tag} = call ptr %c.arraynew(ptr %c.ndarray, i32 1, ptr %{tag}.dims, "
-             f"i32 {_NPY_DOUBLE}, ptr null, ptr null, i32 0, i32 0, ptr null)",
+def _array(tag: str, lo: int, hi: int, shape: tuple | None = None) -> list:
+    """A fresh C-ordered float64 array of ``shape`` (default ``(hi - lo,)``)
+    holding ``out[lo:hi]`` in ``%{tag}`` (null on failure)."""
+    shape = shape or (hi - lo,)
+    lines = [f"  %{tag}.dims = alloca i64, i64 {len(shape)}"]
+    for d, size in enumerate(shape):
+        lines += [f"  %{tag}.dim{d} = getelementptr i64, ptr %{tag}.dims, i64 {d}",
+                  f"  store i64 {int(size)}, ptr %{tag}.dim{d}"]
+    lines += [f"  %{tag} = call ptr %c.arraynew(ptr %c.ndarray, i32 {len(shape)}, ptr %{tag}.dims, "
+              f"i32 {_NPY_DOUBLE}, ptr null, ptr null, i32 0, i32 0, ptr null)",
              f"  %{tag}.null = icmp eq ptr %{tag}, null",
              f"  br i1 %{tag}.null, label %{tag}.fail, label %{tag}.fill",
              f"{tag}.fill:",
@@ -267,14 +274,15 @@ def _array(tag: str, lo: int, hi: int) -> list:
     return lines
 
 
-def _result(result: str, n_out: int) -> list:
+def _result(result: str, n_out: int, rows: int) -> list:
     if result == "scalar":
         return ["  %v0 = load double, ptr %out",
                 "  %r = call ptr %c.fromdouble(double %v0)",
                 "  ret ptr %r"]
-    if result in ("array", "rest"):
-        lo = 0 if result == "array" else 1
-        return _array("arr", lo, n_out) + ["  ret ptr %arr", "arr.fail:", "  ret ptr null"]
+    if result in ("array", "rest", "jacobian"):
+        lo = {"array": 0, "rest": 1, "jacobian": rows}[result]
+        shape = (rows, (n_out - rows) // rows) if result == "jacobian" else None
+        return _array("arr", lo, n_out, shape) + ["  ret ptr %arr", "arr.fail:", "  ret ptr null"]
     return ["  %v0 = load double, ptr %out",                       # (value, grad)
             "  %val = call ptr %c.fromdouble(double %v0)",
             "  %val.null = icmp eq ptr %val, null",

@@ -175,7 +175,8 @@ class CompiledFunction:
         """Make ``value_and_grad``, ``grad`` and plain calls builtin functions that
         run the llvm kernels straight from Python (:mod:`compiler.pyglue`; ~0.2 us
         a call); anything they do not take goes to the checked Python paths.
-        ``grad`` and plain calls get theirs on first use (~25 ms of LLVM each)."""
+        ``grad``, ``jacobian`` (so ``hessian``) and plain calls get theirs on
+        first use (~25 ms of LLVM each)."""
         from compiler.llvmjit import load_glue, load_llvm
 
         if single:
@@ -191,6 +192,12 @@ class CompiledFunction:
                 return self.grad(*args, **kwargs)
             self.grad = first_grad
         result = "scalar" if single else "array"
+
+        def first_jacobian(*args, **kwargs):
+            self.jacobian = load_glue(kvg, layout, "jacobian", self._jacobian, "jacobian",
+                                      CompiledFunction.jacobian.__doc__, rows=self.n_outputs)
+            return self.jacobian(*args, **kwargs)
+        self.jacobian = first_jacobian
 
         def first_call(*args, **kwargs):   # the forward kernel is compiled on first use
             glue = load_glue(load_llvm(self.ir_forward), layout, result, self._forward, "forward")
@@ -348,6 +355,9 @@ class CompiledFunction:
 
     def jacobian(self, *args) -> np.ndarray:
         """Jacobian ``(n_outputs, len(wrt))`` (batched: ``(n, n_outputs, len(wrt))``)."""
+        return self._jacobian(*args)
+
+    def _jacobian(self, *args) -> np.ndarray:
         out, n = self._run(args, with_grad=True)
         m, k = self.n_outputs, len(self.wrt)
         if n is None:

@@ -264,3 +264,27 @@ def test_plain_calls_reach_the_entry_point_directly(fn):
     assert type(fn.__call__).__name__ == "builtin_function_or_method"
     assert callable(fn) and same(fn(0.5, 0.25), fn._forward(0.5, 0.25))
     assert "Value(s) of the expression(s)" in type(fn).__call__.__doc__
+
+
+def test_jacobian_and_hessian_glue():
+    """Single-point Jacobians (and so Hessians) come back as (m, k) arrays from the
+    glue, with the bits of the checked path; batches still go through it."""
+    m = sg.compile([x * y, sp.sin(x) * y, x + y**2], [x, y])
+    for px, py in ((1.0, 2.0), (-0.5, 0.25), (NAN, 1.0), (-0.0, INF)):
+        j = m.jacobian(px, py)
+        assert type(j) is np.ndarray and j.shape == (3, 2) and j.flags.c_contiguous
+        assert same(j, m._jacobian(px, py))
+    assert type(m.jacobian).__name__ == "builtin_function_or_method"
+    np.testing.assert_allclose(m.jacobian(1.0, 2.0),
+                               [[2.0, 1.0], [2 * math.cos(1.0), math.sin(1.0)], [1.0, 4.0]],
+                               rtol=1e-15)
+    assert m.jacobian(np.ones(4), 2.0).shape == (4, 3, 2)
+    assert same(m.jacobian(1, 2), m._jacobian(1.0, 2.0))
+    f = sg.compile(x**3 * sp.sin(y), [x, y])
+    h = f.hessian(0.3, 0.7)
+    ref = [[6 * 0.3 * math.sin(0.7), 3 * 0.09 * math.cos(0.7)],
+           [3 * 0.09 * math.cos(0.7), -0.027 * math.sin(0.7)]]
+    np.testing.assert_allclose(h, ref, rtol=1e-14)
+    assert same(h, f._hessian_fn._jacobian(0.3, 0.7))
+    with pytest.raises(ValueError, match="Jacobian"):
+        pyglue.glue_module("k", "k_py", [(0, None)], 1, 5, "jacobian", rows=2)
