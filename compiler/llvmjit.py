@@ -258,10 +258,13 @@ class VectorKernel:
             raise ValueError(f"expected {self.n_inputs} input columns, got {len(columns)}")
         ptrs = (ctypes.c_void_p * max(self.n_inputs, 1))()
         strides = (ctypes.c_int64 * max(self.n_inputs, 1))()
+        base: dict = {}                     # one address lookup per array, not per column
         for k, (arr, offset, stride) in enumerate(columns):
             if arr.dtype != np.float64:
                 raise ValueError(f"input column {k} must be float64, got {arr.dtype}")
-            ptrs[k] = arr.ctypes.data + 8 * offset
+            if id(arr) not in base:
+                base[id(arr)] = arr.ctypes.data
+            ptrs[k] = base[id(arr)] + 8 * offset
             strides[k] = stride
         out = np.empty((self.n_outputs, n))
         op = out.ctypes.data

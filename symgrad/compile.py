@@ -103,8 +103,7 @@ class CompiledFunction:
     def _auto_backend(self) -> str:
         from compiler import pyglue
 
-        ops = {ins.op for ins in self.ir.instrs}
-        if not ops <= SUPPORTED_OPS | {"input", "const"}:
+        if not _llvm_supports(self.ir):
             return "numba"
         if len(self.ir) <= AUTO_NUMBA_MAX and not pyglue.supported():
             return "numba"
@@ -299,7 +298,7 @@ class CompiledFunction:
         if key not in self._simd:
             kernel = None
             ir = self.ir if with_grad else self.ir_forward
-            if self.backend != "python" and {i.op for i in ir.instrs} <= SUPPORTED_OPS | {"input", "const"}:
+            if self.backend != "python" and _llvm_supports(ir):
                 from compiler.llvmjit import load_vector
 
                 kernel = load_vector(ir)
@@ -484,6 +483,11 @@ class _LazyPoint:
         if self._fn is None:
             self._fn = self._make()
         return self._fn(*args)
+
+
+def _llvm_supports(ir) -> bool:
+    """Whether the llvm templates cover every op of an SSA function."""
+    return {ins.op for ins in ir.instrs} <= SUPPORTED_OPS | {"input", "const"}
 
 
 def _columns(specs, arrays) -> list:
