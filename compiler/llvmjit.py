@@ -431,54 +431,58 @@ def blas_dgemm() -> str | None:
     return symbol
 
 
-def vector_math() -> dict:
-    """glibc's libmvec AVX2 functions, when the library and the CPU have them:
-    ``{"tanh": "_ZGVdN4v_tanh", ...}`` (within 4 ulp of libm). ``SYMGRAD_VECMATH=0``
-    turns them off."""
-    if "vecmath" in _STATE:
-        return _STATE["vecmath"]
-    table = {}
+def _libmvec_table(lanes: int, isa: str, feature: str) -> dict:
+    """``{libm name: libmvec symbol}`` for every libm function an op template
+    calls (:func:`compiler.ops.libm_calls`) that glibc's libmvec has at this
+    width, when the CPU has ``feature``."""
+    from compiler import ops
+
     llvm = _llvm()
-    if os.environ.get("SYMGRAD_VECMATH", "1") != "0" and "+avx2" in llvm.get_host_cpu_features().flatten():
+    if os.environ.get("SYMGRAD_VECMATH", "1") == "0" or \
+            feature not in llvm.get_host_cpu_features().flatten():
+        return {}
+    if not _STATE.get("libmvec_loaded"):
         for lib in ("libmvec.so.1", "libmvec.so"):
             try:
                 llvm.load_library_permanently(lib)
                 break
             except RuntimeError:
                 continue
-        for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p"):
-            sym = f"_ZGVdN4v_{op}"
-            if llvm.address_of_symbol(sym):
-                table[op] = sym
-    _STATE["vecmath"] = table
+        _STATE["libmvec_loaded"] = True
+    wanted = sorted({c for p in ops.all_primitives() for c in ops.libm_calls(p.name)})
+    table = {}
+    for name, n_args in wanted:
+        sym = f"_ZGV{isa}N{lanes}{'v' * n_args}_{name}"
+        if llvm.address_of_symbol(sym):
+            table[name] = sym
     return table
+
+
+def vector_math() -> dict:
+    """glibc's libmvec AVX2 functions, when the library and the CPU have them:
+    ``{"tanh": "_ZGVdN4v_tanh", ...}`` (within 4 ulp of libm). ``SYMGRAD_VECMATH=0``
+    turns them off."""
+    if "vecmath" not in _STATE:
+        _STATE["vecmath"] = _libmvec_table(4, "d", "+avx2")
+    return _STATE["vecmath"]
 
 
 def simd_math():
     """The widest SIMD batch kernels this machine runs (a
-    :class:`compiler.llvmvec.SimdMath`): 8 lanes with glibc's AVX-512 libmvec
+    :class:`compiler.emitter.SimdMath`): 8 lanes with glibc's AVX-512 libmvec
     functions (``_ZGVeN8v_tanh``, ``_ZGVeN8vv_pow``, ...), else 4 lanes with its AVX2 ones, else
     4 lanes with libm lane by lane. ``SYMGRAD_VECMATH=0`` keeps libm (batches
     then equal single-point calls bit for bit)."""
     if "simd" in _STATE:
         return _STATE["simd"]
-    from compiler.llvmvec import SimdMath
+    from compiler.emitter import SimdMath
 
-    vector_math()   # loads libmvec
-    llvm = _llvm()
-    features = llvm.get_host_cpu_features().flatten()
     simd = SimdMath(4, {})
-    if os.environ.get("SYMGRAD_VECMATH", "1") != "0":
-        for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
-            names = {op: f"_ZGV{isa}N{lanes}v_{op}"
-                     for op in ("tanh", "exp", "log", "sin", "cos", "expm1", "log1p",
-                                "tan", "asin", "acos", "atan", "sinh", "cosh", "erf")}
-            names.update({op: f"_ZGV{isa}N{lanes}vv_{op}" for op in ("pow", "atan2")})
-            table = {op: sym for op, sym in names.items()
-                     if feature in features and llvm.address_of_symbol(sym)}
-            if table:
-                simd = SimdMath(lanes, table)
-                break
+    for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
+        table = _libmvec_table(lanes, isa, feature)
+        if table:
+            simd = SimdMath(lanes, table)
+            break
     _STATE["simd"] = simd
     return simd
 
@@ -486,12 +490,9 @@ def simd_math():
 def load_loops(prog) -> LoopKernel:
     """Compile (or load from the disk cache) an array program with LLVM
     (matrix products through BLAS when NumPy's OpenBLAS is available)."""
-    from compiler.llvmvec import BINARY
     from compiler.loopllvm import loop_module
 
-    simd = simd_math()
-    unary = {op: sym for op, sym in simd.table.items() if op not in BINARY}
-    text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), unary, simd.lanes)
+    text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), simd_math())
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)
     _, addr, path, reused = load_object(text, (2, 2, False), ("",))

@@ -22,7 +22,9 @@ s-th scalar-valued node; ``outs[v]``: flat output vector v (``out_views``).
 from __future__ import annotations
 
 from compiler.ir import CONST, INPUT
-from compiler.llvmgen import SUPPORTED_OPS, hex_double, preamble, scalar_op
+from compiler import ops
+from compiler.emitter import FunctionEmitter, Module, SimdMath, Val, hex_double
+from compiler.llvmgen import check_supported
 from compiler.loopgen import ArrayProgram, resolve
 
 __all__ = ["loop_module", "buffer_plan"]
@@ -60,7 +62,9 @@ class _Emitter:
         self.buffers, self.scalars = buffer_plan(prog)
         self.dim_index = {name: k for k, name in enumerate(sorted(prog.dims))}
         self.ptr: dict = {}
-        self.used_ops: set = set()
+        self.module = Module()
+        self.fe = FunctionEmitter(self.module, prefix="f")   # op templates write here
+        self.fe.lines = self.lines
 
     def tmp(self, base: str = "t") -> str:
         self.n += 1
@@ -235,7 +239,6 @@ class _Emitter:
                 self.emit(f"store double {new}, ptr {slot}")
             self.loop(r, row)
         elif op.attr == "lse_rows":   # (r, c) -> (1, c): max-shifted log-sum-exp per column
-            self.used_ops.update(("max2", "exp", "log"))
 
             def column(cc):
                 top = self.fold(r, self.load(a, "0", cc), lambda acc, rr: self._op(
@@ -330,12 +333,10 @@ class _Emitter:
         self.loop(n, body)
 
     def _op(self, name: str, args: list) -> str:
-        dst = self.tmp("f")
+        vals = [_operand(a) for a in args]
         if name == "sub":
-            self.emit(f"{dst} = fsub double {args[0]}, {args[1]}")
-        else:
-            self.lines.extend(scalar_op(name, dst, args))
-        return dst
+            return self.fe.fsub(*vals).text
+        return self.fe.as_operand(self.fe.op(name, *vals)).text
 
     def _mul(self, x: str, y: str) -> str:
         t = self.tmp("mu")
@@ -361,8 +362,9 @@ class _Emitter:
         # f applied to a contiguous array: L lanes at a time through the vector
         # math library, the remainder of each row one by one
         src = op.args[0]
-        self.used_vec.add(vec)
-        L, V = self.lanes, f"<{self.lanes} x double>"
+        L = self.simd.lanes
+        V = f"<{L} x double>"
+        vfe = self.vfe
 
         def row(rr):
             if c.isdigit():
@@ -374,24 +376,37 @@ class _Emitter:
             def lanes(cc):
                 v = self.tmp("vx")
                 self.emit(f"{v} = load {V}, ptr {self.elem_ptr(src, rr, cc)}, align 8")
-                y = self.tmp("vy")
-                self.emit(f"{y} = call {V} @{vec}({V} {v})")
+                vals = {}
+                for k, ins in enumerate(vec.instrs):
+                    if ins.op == INPUT:
+                        vals[k] = Val(v)
+                    elif ins.op == CONST:
+                        vals[k] = Val(hex_double(ins.args[0]), float(ins.args[0]))
+                    else:
+                        vals[k] = vfe.op(ins.op, *[vals[a] for a in ins.args])
+                y = vfe.as_operand(vals[vec.outputs[0]])
                 self.emit(f"store {V} {y}, ptr {self.elem_ptr(i, rr, cc)}, align 8")
             self.loop(c4, lanes, step=L)
             self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc)), start=c4)
         self.loop(r, row)
 
-    def _vector_function(self, i: int) -> str | None:
-        """The vector-math symbol when node i is ``f(x)`` of a same-shape array."""
+    def _vector_function(self, i: int):
+        """Node i's elementwise function when it is one libm-based op of a
+        same-shape contiguous array whose libm calls libmvec has: then it runs
+        L lanes at a time."""
         op = self.p.ops[i]
         fn = op.attr
         real = [ins for ins in fn.instrs if ins.op not in (INPUT, CONST)]
-        if not self.vecmath or len(real) != 1 or len(op.args) != 1 or real[0].op not in self.vecmath:
+        if not self.simd.table or len(real) != 1 or len(op.args) != 1:
+            return None
+        prim = ops.get(real[0].op)
+        if prim.vector != "libmvec" or \
+                not all(f in self.simd.table for f, _ in ops.libm_calls(prim.name)):
             return None
         src = self.p.ops[op.args[0]]
         if src.kind not in ("input", "matmul", "ewise", "reduce") or tuple(src.shape) != tuple(op.shape):
             return None
-        return self.vecmath[real[0].op]
+        return fn
 
     def _body(self, i: int, r: str, c: str) -> str:
         op = self.p.ops[i]
@@ -404,13 +419,7 @@ class _Emitter:
             elif ins.op == CONST:
                 vals[k] = hex_double(float(ins.args[0]))
             else:
-                if ins.op not in SUPPORTED_OPS:
-                    raise NotImplementedError(f"no LLVM template for {ins.op!r}")
-                self.used_ops.add(ins.op)
-                dst = self.tmp("e")
-                for line in scalar_op(ins.op, dst, [vals[a] for a in ins.args]):
-                    self.lines.append(line)
-                vals[k] = dst
+                vals[k] = self._op(ins.op, [vals[a] for a in ins.args])
         return vals[fn.outputs[0]]
 
     def output_copy(self, i: int) -> None:
@@ -437,11 +446,11 @@ class _Emitter:
 
 
 def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = None,
-                vecmath: dict | None = None, lanes: int = 4) -> str:
+                simd: SimdMath | None = None) -> str:
     """LLVM IR text of ``void name(ptr args, ptr dims, ptr bufs, ptr scal, ptr outs)``.
 
-    ``vecmath`` maps unary op names to vector-math functions taking and
-    returning ``<lanes x double>``.
+    ``simd`` gives the vector width and libmvec functions elementwise loops of
+    one libm-based op may use (none: every element through the scalar templates).
 
     Examples
     --------
@@ -457,7 +466,12 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
         raise ValueError(f"kernel name {name!r} is not an identifier")
     e = _Emitter(prog)
     e.blas, e.used_blas = blas, False
-    e.vecmath, e.used_vec, e.lanes = dict(vecmath or {}), set(), int(lanes)
+    e.simd = simd if simd is not None else SimdMath(4, {})
+    e.vfe = FunctionEmitter(e.module, e.simd.lanes, e.simd, prefix="w")   # SIMD elementwise loops
+    e.vfe.lines = e.lines
+    for op in prog.ops:
+        if op.kind == "ewise":
+            check_supported(op.attr)
     e.dim_value = {}
     header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
               f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
@@ -507,9 +521,17 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     for i in prog.outputs:
         e.output_copy(i)
     e.emit("ret void")
-    body = header + e.lines + ["}"]
-    decl = [f"declare void @{blas}(i32, i32, i32, i64, i64, i64, double, ptr, i64, ptr, i64, "
-            f"double, ptr, i64)"] if e.used_blas else []
-    vec = f"<{e.lanes} x double>"
-    decl += [f"declare {vec} @{v}({vec})" for v in sorted(e.used_vec)]
-    return "\n".join(decl + preamble(e.used_ops) + body) + "\n"
+    if e.used_blas:
+        e.module.declare(blas, "void", ["i32", "i32", "i32", "i64", "i64", "i64", "double", "ptr",
+                                        "i64", "ptr", "i64", "double", "ptr", "i64"])
+    e.module.add("\n".join(header + e.lines + ["}"]))
+    return e.module.text()
+
+
+def _operand(text: str) -> Val:
+    """An operand of the loop printer as an emitter value (hex literals are constants)."""
+    if text.startswith("0x"):
+        import struct
+
+        return Val(text, struct.unpack("<d", struct.pack("<Q", int(text, 16)))[0])
+    return Val(text)

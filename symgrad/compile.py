@@ -21,7 +21,7 @@ import sympy as sp
 
 from compiler import backends
 from compiler.codegen import batch_entry_source, entry_source, python_source
-from compiler.llvmgen import SUPPORTED_OPS
+from compiler.llvmgen import unsupported_ops
 from symgrad.diff import _as_expr, _program
 from symgrad.graph import lower
 from symgrad.lowering import program_to_ir
@@ -487,7 +487,7 @@ class _LazyPoint:
 
 def _llvm_supports(ir) -> bool:
     """Whether the llvm templates cover every op of an SSA function."""
-    return {ins.op for ins in ir.instrs} <= SUPPORTED_OPS | {"input", "const"}
+    return not unsupported_ops(ir)
 
 
 def _columns(specs, arrays) -> list:
