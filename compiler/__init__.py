@@ -1,7 +1,18 @@
-"""symgrad's back end: numeric runtime, SSA IR and code generation.
+"""symgrad's back end: SSA IR, one record per primitive, code generation.
+
+* :mod:`compiler.ir` — the SSA program (the contract with the front end);
+* :mod:`compiler.ops` — one record per primitive: reference semantics, one
+  LLVM template for scalar and SIMD code, vector strategy; every other list
+  of ops is derived from it (:mod:`compiler.runtime` and
+  :mod:`compiler.nbruntime` are its Python and Numba views);
+* :mod:`compiler.emitter` — the one LLVM IR emitter every generator uses;
+* generators: :mod:`compiler.llvmgen` (straight-line kernels),
+  :mod:`compiler.llvmvec` (SIMD batches), :mod:`compiler.loopllvm` (array
+  programs as loops), :mod:`compiler.codegen` (Python source);
+* :mod:`compiler.llvmjit` — compiling and loading native code.
 
 The package never imports ``symgrad`` or ``sympy``: it knows primitive ops by
-name (see :mod:`compiler.runtime`), nothing about expressions or networks.
+name, nothing about expressions or networks.
 """
 
 from compiler import runtime

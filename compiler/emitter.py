@@ -299,28 +299,40 @@ class FunctionEmitter:
     def cbr(self, cond, if_true: str, if_false: str) -> None:
         self.emit(f"br i1 {cond}, label %{if_true}, label %{if_false}")
 
-    def counted_loop(self, lo, hi, body: Callable[[Val], None], step: int = 1,
-                     hint: str = "loop") -> None:
-        """``for i in range(lo, hi, step): body(i)`` (i64; empty when lo >= hi)."""
-        head, bodyl, latch, done = (self.fresh_label(f"{hint}.head"),
-                                    self.fresh_label(f"{hint}.body"),
-                                    self.fresh_label(f"{hint}.latch"),
-                                    self.fresh_label(f"{hint}.done"))
+    def loop(self, lo, hi, body: Callable[[Val], None], step: int = 1, hint: str = "L") -> None:
+        """``for i in range(lo, hi, step): body(i)`` over i64 (``step > 0``)."""
+        FunctionEmitter.fold(self, lo, hi, None, lambda acc, i: body(i), step, hint)
+
+    def fold(self, lo, hi, init, combine: Callable, step: int = 1, hint: str = "A",
+             ty: str = "double"):
+        """``acc = init; for i in range(lo, hi, step): acc = combine(acc, i)``;
+        returns the final ``acc`` (``init=None``: no accumulator, returns None).
+
+        The accumulator is a phi in the loop head; the value ``combine``
+        returns reaches it through a named copy in the latch block (folded
+        away by LLVM), so the phi is written before the body exists."""
+        head, bodyl, latch, done = (self.fresh_label(f"{hint}.head"), self.fresh_label(f"{hint}.body"),
+                                    self.fresh_label(f"{hint}.latch"), self.fresh_label(f"{hint}.exit"))
         pre = self.block
         var, nxt = self.fresh("i"), self.fresh("inext")
-        empty = self.icmp("sge", lo, hi)
-        self.cbr(empty, done, head)
+        acc = self.fresh("acc") if init is not None else None
+        carried = self.fresh("accnext") if init is not None else None
+        self.br(head)
         self.label(head)
         self.emit(f"{var} = phi i64 [{lo}, %{pre}], [{nxt}, %{latch}]")
-        self.br(bodyl)
+        if acc is not None:
+            self.emit(f"{acc} = phi {ty} [{init}, %{pre}], [{carried}, %{latch}]")
+        self.cbr(self.icmp("slt", var, hi), bodyl, done)
         self.label(bodyl)
-        body(Val(var))
+        new = combine(Val(acc) if acc is not None else None, Val(var))
         self.br(latch)
         self.label(latch)
-        self.emit(f"{nxt} = add i64 {var}, {step}")
-        again = self.icmp("slt", nxt, hi)
-        self.cbr(again, head, done)
+        if acc is not None:
+            self.emit(f"{carried} = select i1 true, {ty} {new}, {ty} {new}")
+        self.emit(f"{nxt} = add i64 {var}, {int(step)}")
+        self.br(head)
         self.label(done)
+        return Val(acc) if acc is not None else None
 
     def ret(self, ty: str = "void", value=None) -> None:
         self.emit("ret void" if ty == "void" else f"ret {ty} {value}")

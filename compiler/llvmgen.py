@@ -73,14 +73,14 @@ def _batch_function(mod: Module, name: str, n_in: int, n_out: int) -> None:
         def gather(k):
             src = e.gep("double", "%in", e.int_op("add", e.int_op("mul", k, "%stride"), i))
             e.store("double", e.load("double", src), e.gep("double", bi, k))
-        e.counted_loop("0", str(n_in), gather, hint="gather")
+        e.loop("0", str(n_in), gather, hint="gather")
         e.call("void", f"@{name}", [("ptr", bi), ("ptr", bo)])
 
         def scatter(j):
             y = e.load("double", e.gep("double", bo, j))
             e.store("double", y, e.gep("double", "%out", e.int_op("add", e.int_op("mul", j, "%stride"), i)))
-        e.counted_loop("0", str(n_out), scatter, hint="scatter")
-    e.counted_loop("%lo", "%hi", point, hint="col")
+        e.loop("0", str(n_out), scatter, hint="scatter")
+    e.loop("%lo", "%hi", point, hint="col")
     e.ret()
     mod.add(e.finish(f"void @{name}_batch(ptr %in, ptr %out, i64 %stride, i64 %lo, i64 %hi) nounwind"))
 

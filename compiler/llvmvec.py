@@ -123,7 +123,7 @@ def vector_module(fn: Function, name: str, simd: SimdMath) -> str:
                 e.br(done)
         e.label(done)
 
-    e.counted_loop("%lo", "%hi", group, step=L, hint="group")
+    e.loop("%lo", "%hi", group, step=L, hint="group")
     e.ret()
     mod.add(e.finish(f"void @{name}_vbatch(ptr noalias %ptrs, ptr noalias %strides, "
                      f"ptr noalias %out, i64 %ostride, i64 %lo, i64 %hi) nounwind"))

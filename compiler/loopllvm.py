@@ -53,29 +53,25 @@ def buffer_plan(prog: ArrayProgram) -> tuple:
     return buffers, scalars
 
 
-class _Emitter:
-    def __init__(self, prog: ArrayProgram) -> None:
+class _Emitter(FunctionEmitter):
+    """The loop printer: node kinds dispatch to ``n_<kind>`` methods; loops,
+    folds, names and op templates come from the shared emitter."""
+
+    def __init__(self, prog: ArrayProgram, module: Module, blas: str | None,
+                 simd: SimdMath) -> None:
+        super().__init__(module)
         self.p = prog
-        self.lines: list = []
-        self.n = 0
-        self.block = "%entry"
+        self.blas, self.used_blas = blas, False
+        self.simd = simd
+        self.vfe = FunctionEmitter(module, simd.lanes, simd, prefix="w")   # SIMD elementwise loops
+        self.vfe.lines = self.lines
         self.buffers, self.scalars = buffer_plan(prog)
         self.dim_index = {name: k for k, name in enumerate(sorted(prog.dims))}
+        self.dim_value: dict = {}
         self.ptr: dict = {}
-        self.module = Module()
-        self.fe = FunctionEmitter(self.module, prefix="f")   # op templates write here
-        self.fe.lines = self.lines
 
     def tmp(self, base: str = "t") -> str:
-        self.n += 1
-        return f"%{base}{self.n}"
-
-    def emit(self, line: str) -> None:
-        self.lines.append("  " + line)
-
-    def label(self, name: str) -> None:
-        self.lines.append(f"{name[1:]}:")
-        self.block = name
+        return self.fresh(base)
 
     # -- sizes, pointers, elements ----------------------------------------------------
     def size(self, d) -> str:
@@ -111,15 +107,9 @@ class _Emitter:
 
     def address(self, base: str, r: str, c: str, ld: str) -> str:
         """Pointer to element (r, c) of row-major storage at ``base`` with row stride ``ld``."""
-        off = self.tmp("off")
-        self.emit(f"{off} = mul i64 {r}, {ld}")
-        idx = self.tmp("idx")
-        self.emit(f"{idx} = add i64 {off}, {c}")
-        p = self.tmp("p")
-        self.emit(f"{p} = getelementptr inbounds double, ptr {base}, i64 {idx}")
-        return p
+        return self.gep("double", base, self.int_op("add", self.int_op("mul", r, ld), c)).text
 
-    def load(self, i: int, r: str, c: str) -> str:
+    def load_elem(self, i: int, r: str, c: str) -> str:
         op = self.p.ops[i]
         if op.kind == "const":
             return hex_double(float(op.attr))
@@ -130,28 +120,13 @@ class _Emitter:
         self.emit(f"{v} = load double, ptr {p}")
         return v
 
-    def store(self, i: int, r: str, c: str, value: str) -> None:
+    def store_elem(self, i: int, r: str, c: str, value: str) -> None:
         self.emit(f"store double {value}, ptr {self.elem_ptr(i, r, c)}")
 
     # -- loops ----------------------------------------------------------------------
-    def loop(self, bound: str, body, start: str = "0", step: int = 1) -> None:
-        """``for var in range(start, bound, step): body(var)``."""
-        k = self.n = self.n + 1
-        head, bodyl, latch, exit_ = (f"%L{k}.head", f"%L{k}.body", f"%L{k}.latch", f"%L{k}.exit")
-        var, nxt, cond = f"%i{k}", f"%i{k}.next", f"%c{k}"
-        pred = self.block
-        self.emit(f"br label {head}")
-        self.label(head)
-        self.emit(f"{var} = phi i64 [{start}, {pred}], [{nxt}, {latch}]")
-        self.emit(f"{cond} = icmp slt i64 {var}, {bound}")
-        self.emit(f"br i1 {cond}, label {bodyl}, label {exit_}")
-        self.label(bodyl)
-        body(var)
-        self.emit(f"br label {latch}")
-        self.label(latch)
-        self.emit(f"{nxt} = add i64 {var}, {int(step)}")
-        self.emit(f"br label {head}")
-        self.label(exit_)
+    def loop(self, bound, body, start="0", step: int = 1) -> None:
+        """``for var in range(start, bound, step): body(var)`` (var as text)."""
+        super().loop(start, bound, lambda v: body(v.text), step)
 
     def accumulate(self, bound: str, term, reassoc: bool = True) -> str:
         """``sum(term(k) for k in range(bound))`` in a register (phi)."""
@@ -165,27 +140,8 @@ class _Emitter:
         return self.fold(bound, "0.0", combine)
 
     def fold(self, bound: str, init: str, combine, start: str = "0") -> str:
-        """``acc = init; for k in range(start, bound): acc = combine(acc, k)``."""
-        k = self.n = self.n + 1
-        head, bodyl, exit_ = f"%A{k}.head", f"%A{k}.body", f"%A{k}.exit"
-        var, nxt, acc, cond = f"%k{k}", f"%k{k}.next", f"%acc{k}", f"%ac{k}"
-        pred = self.block
-        self.emit(f"br label {head}")
-        self.label(head)
-        self.emit(f"{var} = phi i64 [{start}, {pred}], [{nxt}, {bodyl}.end]")
-        at = len(self.lines)
-        self.emit(f"{acc} = phi double [{init}, {pred}], [NEXT, {bodyl}.end]")
-        self.emit(f"{cond} = icmp slt i64 {var}, {bound}")
-        self.emit(f"br i1 {cond}, label {bodyl}, label {exit_}")
-        self.label(bodyl)
-        new = combine(acc, var)
-        self.emit(f"br label {bodyl}.end")
-        self.label(f"{bodyl}.end")
-        self.lines[at] = self.lines[at].replace("NEXT", new)
-        self.emit(f"{nxt} = add i64 {var}, 1")
-        self.emit(f"br label {head}")
-        self.label(exit_)
-        return acc
+        """``acc = init; for k in range(start, bound): acc = combine(acc, k)`` (text values)."""
+        return super().fold(start, bound, init, lambda acc, k: combine(acc.text, k.text)).text
 
     # -- node kinds -----------------------------------------------------------------
     def node(self, i: int) -> None:
@@ -214,12 +170,12 @@ class _Emitter:
         self.emit(f"{eq} = icmp eq i64 {r}, {c}")
         v = self.tmp("ev")
         self.emit(f"{v} = select i1 {eq}, double 1.0, double 0.0")
-        self.store(i, r, c, v)
+        self.store_elem(i, r, c, v)
 
     def n_trace(self, i: int) -> None:
         a = self.p.ops[i].args[0]
         n = self.rows_cols(a)[0]
-        acc = self.accumulate(n, lambda k: self.load(a, k, k), reassoc=False)
+        acc = self.accumulate(n, lambda k: self.load_elem(a, k, k), reassoc=False)
         self.emit(f"store double {acc}, ptr {self.scalar_slot(i)}")
 
     def n_reduce(self, i: int) -> None:
@@ -231,7 +187,7 @@ class _Emitter:
             self.emit(f"store double 0.0, ptr {slot}")
 
             def row(rr):
-                s = self.accumulate(c, lambda cc: self.load(a, rr, cc), reassoc=False)
+                s = self.accumulate(c, lambda cc: self.load_elem(a, rr, cc), reassoc=False)
                 old = self.tmp("o")
                 self.emit(f"{old} = load double, ptr {slot}")
                 new = self.tmp("nw")
@@ -241,18 +197,18 @@ class _Emitter:
         elif op.attr == "lse_rows":   # (r, c) -> (1, c): max-shifted log-sum-exp per column
 
             def column(cc):
-                top = self.fold(r, self.load(a, "0", cc), lambda acc, rr: self._op(
-                    "max2", [acc, self.load(a, rr, cc)]), start="1")
+                top = self.fold(r, self.load_elem(a, "0", cc), lambda acc, rr: self._op(
+                    "max2", [acc, self.load_elem(a, rr, cc)]), start="1")
                 total = self.accumulate(r, lambda rr: self._op(
-                    "exp", [self._op("sub", [self.load(a, rr, cc), top])]), reassoc=False)
-                self.store(i, "0", cc, self._op("add", [top, self._op("log", [total])]))
+                    "exp", [self._op("sub", [self.load_elem(a, rr, cc), top])]), reassoc=False)
+                self.store_elem(i, "0", cc, self._op("add", [top, self._op("log", [total])]))
             self.loop(c, column)
         elif op.attr == "cols":       # (r, c) -> (r, 1)
-            self.loop(r, lambda rr: self.store(
-                i, rr, "0", self.accumulate(c, lambda cc: self.load(a, rr, cc), reassoc=False)))
+            self.loop(r, lambda rr: self.store_elem(
+                i, rr, "0", self.accumulate(c, lambda cc: self.load_elem(a, rr, cc), reassoc=False)))
         else:                          # (r, c) -> (1, c)
-            self.loop(c, lambda cc: self.store(
-                i, "0", cc, self.accumulate(r, lambda rr: self.load(a, rr, cc), reassoc=False)))
+            self.loop(c, lambda cc: self.store_elem(
+                i, "0", cc, self.accumulate(r, lambda rr: self.load_elem(a, rr, cc), reassoc=False)))
 
     def n_matmul(self, i: int) -> None:
         op = self.p.ops[i]
@@ -262,16 +218,16 @@ class _Emitter:
         ta = self._transposed(a)
         tb = self._transposed(b)
         if tuple(op.shape) == (1, 1):
-            acc = self.accumulate(k, lambda kk: self._mul(self.load(a, "0", kk), self.load(b, kk, "0")))
+            acc = self.accumulate(k, lambda kk: self._mul(self.load_elem(a, "0", kk), self.load_elem(b, kk, "0")))
             self.emit(f"store double {acc}, ptr {self.scalar_slot(i)}")
             return
         if self.blas and self._blas_matmul(i, a, b, m, n, k):
             return
         if tb and not ta:     # A * B.T: contiguous dot products
-            self.loop(m, lambda ii: self.loop(n, lambda jj: self.store(i, ii, jj, self.accumulate(
-                k, lambda kk: self._mul(self.load(a, ii, kk), self.load(b, kk, jj))))))
+            self.loop(m, lambda ii: self.loop(n, lambda jj: self.store_elem(i, ii, jj, self.accumulate(
+                k, lambda kk: self._mul(self.load_elem(a, ii, kk), self.load_elem(b, kk, jj))))))
             return
-        self.loop(m, lambda ii: self.loop(n, lambda jj: self.store(i, ii, jj, "0.0")))
+        self.loop(m, lambda ii: self.loop(n, lambda jj: self.store_elem(i, ii, jj, "0.0")))
         # k in blocks of 4: each pass over a row of the result adds four products
         # (one load and store of C per four multiply-adds), then the remainder
         if k.isdigit():
@@ -319,24 +275,24 @@ class _Emitter:
             t = self.tmp("kq")
             self.emit(f"{t} = add i64 {kk}, {q}")
             ks.append(t)
-        coef = [self.load(a, ii, kq) for kq in ks]
+        coef = [self.load_elem(a, ii, kq) for kq in ks]
 
         def body(jj):
-            acc = self.load(i, ii, jj)
+            acc = self.load_elem(i, ii, jj)
             for c, kq in zip(coef, ks):
                 prod = self.tmp("mu")
-                self.emit(f"{prod} = fmul contract double {c}, {self.load(b, kq, jj)}")
+                self.emit(f"{prod} = fmul contract double {c}, {self.load_elem(b, kq, jj)}")
                 new = self.tmp("ax")
                 self.emit(f"{new} = fadd contract double {acc}, {prod}")
                 acc = new
-            self.store(i, ii, jj, acc)
+            self.store_elem(i, ii, jj, acc)
         self.loop(n, body)
 
     def _op(self, name: str, args: list) -> str:
         vals = [_operand(a) for a in args]
         if name == "sub":
-            return self.fe.fsub(*vals).text
-        return self.fe.as_operand(self.fe.op(name, *vals)).text
+            return self.fsub(*vals).text
+        return self.as_operand(self.op(name, *vals)).text
 
     def _mul(self, x: str, y: str) -> str:
         t = self.tmp("mu")
@@ -357,7 +313,7 @@ class _Emitter:
         r, c = self.rows_cols(i)
         vec = self._vector_function(i)
         if vec is None:
-            self.loop(r, lambda rr: self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc))))
+            self.loop(r, lambda rr: self.loop(c, lambda cc: self.store_elem(i, rr, cc, self._body(i, rr, cc))))
             return
         # f applied to a contiguous array: L lanes at a time through the vector
         # math library, the remainder of each row one by one
@@ -387,7 +343,7 @@ class _Emitter:
                 y = vfe.as_operand(vals[vec.outputs[0]])
                 self.emit(f"store {V} {y}, ptr {self.elem_ptr(i, rr, cc)}, align 8")
             self.loop(c4, lanes, step=L)
-            self.loop(c, lambda cc: self.store(i, rr, cc, self._body(i, rr, cc)), start=c4)
+            self.loop(c, lambda cc: self.store_elem(i, rr, cc, self._body(i, rr, cc)), start=c4)
         self.loop(r, row)
 
     def _vector_function(self, i: int):
@@ -411,7 +367,7 @@ class _Emitter:
     def _body(self, i: int, r: str, c: str) -> str:
         op = self.p.ops[i]
         fn = op.attr
-        reads = [self.load(a, r, c) for a in op.args]
+        reads = [self.load_elem(a, r, c) for a in op.args]
         vals: dict = {}
         for k, ins in enumerate(fn.instrs):
             if ins.op == INPUT:
@@ -427,20 +383,20 @@ class _Emitter:
         op = self.p.ops[i]
         if i in self.p.out_views:
             if tuple(op.shape) == (1, 1):
-                self.emit(f"store double {self.load(i, '0', '0')}, ptr {self.ptr[('out', i)]}")
+                self.emit(f"store double {self.load_elem(i, '0', '0')}, ptr {self.ptr[('out', i)]}")
                 return
             if op.kind not in _VIEWS:
                 return
         if op.kind not in _VIEWS or tuple(op.shape) == (1, 1):
             if tuple(op.shape) == (1, 1) and op.kind in _VIEWS:
-                self.emit(f"store double {self.load(i, '0', '0')}, ptr {self.scalar_slot(i)}")
+                self.emit(f"store double {self.load_elem(i, '0', '0')}, ptr {self.scalar_slot(i)}")
             return
         r, c = self.rows_cols(i)
         dst = self.ptr[("out", i)]
         ld = str(int(self.p.out_views[i][2])) if i in self.p.out_views else c
 
         def body(rr, cc):
-            v = self.load(i, rr, cc)
+            v = self.load_elem(i, rr, cc)
             self.emit(f"store double {v}, ptr {self.address(dst, rr, cc, ld)}")
         self.loop(r, lambda rr: self.loop(c, lambda cc: body(rr, cc)))
 
@@ -464,17 +420,11 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     """
     if not name.isidentifier():
         raise ValueError(f"kernel name {name!r} is not an identifier")
-    e = _Emitter(prog)
-    e.blas, e.used_blas = blas, False
-    e.simd = simd if simd is not None else SimdMath(4, {})
-    e.vfe = FunctionEmitter(e.module, e.simd.lanes, e.simd, prefix="w")   # SIMD elementwise loops
-    e.vfe.lines = e.lines
+    module = Module()
+    e = _Emitter(prog, module, blas, simd if simd is not None else SimdMath(4, {}))
     for op in prog.ops:
         if op.kind == "ewise":
             check_supported(op.attr)
-    e.dim_value = {}
-    header = [f"define void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
-              f"ptr noalias %scal, ptr noalias %outs) nounwind {{", "entry:"]
     for dim, k in e.dim_index.items():
         p = e.tmp("dp")
         e.emit(f"{p} = getelementptr inbounds i64, ptr %dims, i64 {k}")
@@ -524,7 +474,8 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     if e.used_blas:
         e.module.declare(blas, "void", ["i32", "i32", "i32", "i64", "i64", "i64", "double", "ptr",
                                         "i64", "ptr", "i64", "double", "ptr", "i64"])
-    e.module.add("\n".join(header + e.lines + ["}"]))
+    e.module.add(e.finish(f"void @{name}(ptr noalias %args, ptr noalias %dims, ptr noalias %bufs, "
+                          f"ptr noalias %scal, ptr noalias %outs) nounwind"))
     return e.module.text()
 
 

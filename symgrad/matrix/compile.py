@@ -117,6 +117,17 @@ def to_array_program(prog: MatrixProgram, args: list, outputs: list,
     return ArrayProgram(ops, outs, len(args), dims, views, oviews, list(out_sizes or [])), dim_names
 
 
+def _vector_math_op(expr: sp.Basic) -> bool:
+    """Whether ``expr``'s head is one back-end primitive computed with libm
+    (SIMD loops run it through libmvec; see :mod:`compiler.ops`)."""
+    from compiler import ops
+    from symgrad.ops.registry import lookup_op
+
+    op = lookup_op(expr)
+    return op is not None and isinstance(op.impl, str) and op.impl in ops.names() \
+        and ops.get(op.impl).vector == "libmvec"
+
+
 def _fuse_elementwise(g, order: list, outputs: list) -> tuple:
     """Merge each elementwise node used once, by an elementwise node of the same
     shape, into that consumer: one loop nest, no intermediate array.
@@ -140,7 +151,7 @@ def _fuse_elementwise(g, order: list, outputs: list) -> tuple:
         expr, leaves, subs = n.attr, [], {}
         # f(u0) of a transcendental f stays its own loop: vector math can run it
         lone = len(n.args) == 1 and isinstance(expr, sp.Function) and expr.args == (placeholder(0),) \
-            and expr.func in (sp.tanh, sp.exp, sp.log, sp.sin, sp.cos)
+            and _vector_math_op(expr)
         for k, a in enumerate(n.args):
             child = g.nodes[a]
             if a in composite and uses[a] == 1 and child.shape == n.shape and not lone:
