@@ -154,16 +154,23 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
 
 
 def _guard_numba_caches(module) -> None:
-    """Make each jitted function of ``module`` treat a Numba cache file that fails
-    to load (truncated, corrupt pickle, other damage) as a miss: the function's
-    cache files are removed, with one warning, and it is compiled again."""
+    """Put the Numba cache files of each jitted function of ``module`` in the
+    verified format (:func:`compiler.objcache.seal`: a damaged or planted
+    pickle is removed before it is unpickled), and treat any other failure to
+    load one as a miss: the function's cache files are removed, with one
+    warning, and it is compiled again."""
     from numba.core.dispatcher import Dispatcher
 
     for obj in list(vars(module).values()):
-        cache = getattr(obj, "_cache", None) if isinstance(obj, Dispatcher) else None
+        if not isinstance(obj, Dispatcher) or obj.py_func.__module__ != module.__name__:
+            continue         # the runtime's functions, imported: not this module's cache
+        cache = getattr(obj, "_cache", None)
         load = getattr(cache, "load_overload", None)
         cache_file = getattr(cache, "_cache_file", None)
         if load is None or cache_file is None:
+            continue
+        if not _seal_cache_file(cache_file):
+            obj.disable_cache() if hasattr(obj, "disable_cache") else cache.disable()
             continue
 
         def guarded(sig, target_context, _load=load, _file=cache_file, _name=obj.__name__):
@@ -183,3 +190,44 @@ def _guard_numba_caches(module) -> None:
                 return None
 
         cache.load_overload = guarded
+
+
+def _seal_cache_file(cf) -> bool:
+    """Replace the file I/O of one Numba ``IndexDataCacheFile`` with sealed,
+    atomic reads and writes; False when its layout is not the one known here."""
+    import pickle
+
+    if not all(hasattr(cf, a) for a in ("_index_path", "_source_stamp", "_version",
+                                           "_data_path", "_dump")):
+        return False
+
+    def load_sealed(path: Path):
+        data = objcache.read_file(path)
+        payload = None if data is None else objcache.unseal(path, data)
+        return None if payload is None else pickle.loads(payload)   # noqa: S301 - verified
+
+    def load_index():
+        found = load_sealed(Path(cf._index_path))
+        if not (isinstance(found, tuple) and len(found) == 3):
+            return {}
+        version, stamp, overloads = found
+        return overloads if version == cf._version and stamp == cf._source_stamp else {}
+
+    def save_index(overloads):
+        path = Path(cf._index_path)
+        payload = cf._dump((cf._version, cf._source_stamp, overloads))
+        objcache.write_file(path, objcache.seal(path.name, payload))
+
+    def load_data(name):
+        found = load_sealed(Path(cf._data_path(name)))
+        if found is None:
+            raise OSError(f"Numba cache file {name} is missing or failed its check")
+        return found
+
+    def save_data(name, data):
+        path = Path(cf._data_path(name))
+        objcache.write_file(path, objcache.seal(path.name, cf._dump(data)))
+
+    cf._load_index, cf._save_index = load_index, save_index
+    cf._load_data, cf._save_data = load_data, save_data
+    return True

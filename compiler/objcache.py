@@ -49,8 +49,8 @@ import threading
 import warnings
 from pathlib import Path
 
-__all__ = ["CacheWarning", "MAX_BYTES", "cache_dir", "load", "read_file", "scratch_dir",
-           "store", "write_file"]
+__all__ = ["CacheWarning", "MAX_BYTES", "cache_dir", "load", "read_file", "scratch_dir", "seal",
+           "store", "unseal", "write_file"]
 
 MAGIC = b"SGCACHE\x01"
 """File signature and format version of cache entries."""
@@ -252,6 +252,35 @@ def _tag(secret: bytes, name: str, payload: bytes) -> bytes:
     return mac.digest()
 
 
+def _current_secret() -> bytes:
+    """The cache directory's key, or (no usable cache) a key for this process only."""
+    if cache_dir() is not None:
+        return _DIRS[str(_configured())][1]
+    with _LOCK:
+        if "process" not in _DIRS:
+            _DIRS["process"] = (None, os.urandom(_TAG))
+        return _DIRS["process"][1]
+
+
+def seal(name: str, payload: bytes) -> bytes:
+    """``payload`` in the verified format, bound to the file name ``name``."""
+    return MAGIC + _tag(_current_secret(), name, payload) + payload
+
+
+def unseal(path: Path, data: bytes) -> bytes | None:
+    """The payload of sealed file ``path`` read as ``data``, or None (the file is
+    then removed, with a warning naming it)."""
+    head = len(MAGIC) + _TAG
+    if len(data) < head or data[:len(MAGIC)] != MAGIC:
+        _discard(path, "is not a symgrad cache file (bad header)")
+        return None
+    payload = data[head:]
+    if not hmac.compare_digest(data[len(MAGIC):head], _tag(_current_secret(), path.name, payload)):
+        _discard(path, "failed its integrity check (damaged, or not written here)")
+        return None
+    return payload
+
+
 def load(name: str) -> bytes | None:
     """The verified payload of cache entry ``name``, or None (absent, unusable
     cache, or a bad file: then it is removed, with a warning).
@@ -265,22 +294,8 @@ def load(name: str) -> bytes | None:
     d = cache_dir()
     if d is None:
         return None
-    secret = _DIRS[str(_configured())][1]
-    path = d / name
-    data, problem = _read(path, MAX_BYTES)
-    if data is None:
-        if problem != "missing":
-            _discard(path, problem)
-        return None
-    head = len(MAGIC) + _TAG
-    if len(data) < head or data[:len(MAGIC)] != MAGIC:
-        _discard(path, "is not a symgrad cache file (bad header)")
-        return None
-    payload = data[head:]
-    if not hmac.compare_digest(data[len(MAGIC):head], _tag(secret, name, payload)):
-        _discard(path, "failed its integrity check (damaged, or not written here)")
-        return None
-    return payload
+    data = read_file(d / name)
+    return None if data is None else unseal(d / name, data)
 
 
 def store(name: str, payload: bytes) -> Path | None:
@@ -289,8 +304,7 @@ def store(name: str, payload: bytes) -> Path | None:
     d = cache_dir()
     if d is None:
         return None
-    secret = _DIRS[str(_configured())][1]
-    return write_file(d / name, MAGIC + _tag(secret, name, payload) + payload)
+    return write_file(d / name, seal(name, payload))
 
 
 def read_file(path: Path, limit: int = MAX_BYTES) -> bytes | None:
