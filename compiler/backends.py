@@ -133,10 +133,13 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
             warnings.warn(f"symgrad cache file {path} differs from the generated source; "
                           f"rewrote it", objcache.CacheWarning, stacklevel=2)
         if objcache.write_file(path, data) is None:
-            path = objcache.scratch_dir() / f"{modname}.py"
+            try:
+                path = objcache.scratch_dir() / f"{modname}.py"
+            except OSError:                  # no usable temporary directory either
+                path = directory / f"{modname}.py"
             if objcache.write_file(path, data) is None:
-                raise OSError(f"cannot write the Numba module {path}: set SYMGRAD_CACHE_DIR "
-                              f"to a writable directory")
+                # nowhere to write (full disk): compile in memory, without Numba's cache
+                path, text = Path(f"<{modname}>"), text.replace("cache=True", "cache=False")
     # compiled from the verified text (not imported: no .pyc beside it is ever read);
     # the real file name lets Numba cache, and tracebacks point into it
     spec = importlib.util.spec_from_loader(modname, loader=None, origin=str(path))

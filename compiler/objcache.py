@@ -99,6 +99,8 @@ def _open_directory(path: Path) -> tuple:
     where = str(path)
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        pass                           # not a directory: reported below
     except OSError as exc:
         _warn_once(where, f"cannot be created ({exc.strerror or exc})",
                    "compiling in memory only; set SYMGRAD_CACHE_DIR to a writable directory")
