@@ -2,8 +2,13 @@
 
 The IR is optimized and compiled to an object file with llvmlite (Numba's
 own LLVM binding), the object file is cached on disk under a hash of the IR
-and the versions involved, and loaded into one process-wide MCJIT engine. A
-second process loads the cached object: no LLVM work at all.
+and the versions involved (:mod:`compiler.objcache`: verified before it is
+loaded) and linked into the process-wide JIT (:mod:`compiler.jit`). A second
+process loads the cached object: no LLVM work at all.
+
+Every kernel object holds the :class:`compiler.jit.JITLibrary` that owns its
+machine code (``owner``), and so does every call-glue builtin built on it:
+when the last of them is collected, the code is unloaded.
 
 Each kernel is reachable three ways:
 
@@ -21,12 +26,13 @@ import ctypes
 import os
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from compiler.backends import cache_dir
+from compiler import jit, objcache
 from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
@@ -36,9 +42,8 @@ __all__ = ["LLVMKernel", "LoopKernel", "VectorKernel", "load_llvm", "load_loops"
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
-_ENGINES: list = []  # kept alive: they own the machine code
-_LOADED: dict = {}
-_OBJECTS: dict = {}   # symbol -> LLVMKernel (an object is added to the engine once)
+_LOADED: "weakref.WeakValueDictionary[str, LLVMKernel]" = weakref.WeakValueDictionary()
+# loaded objects are deduplicated (weakly) by compiler.jit.find(symbol)
 _PLACEHOLDER = "SGKERNEL"
 _VOIDPP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _BATCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -113,10 +118,11 @@ class LLVMKernel:
     n_outputs: int
     address: int
     batch_address: int
-    path: Path
+    path: Path | None
     reused: bool
     _call: object = field(repr=False, default=None)
     _batch: object = field(repr=False, default=None)
+    owner: jit.JITLibrary | None = field(repr=False, default=None)   # keeps the code loaded
 
     def __post_init__(self) -> None:
         self._call = _VOIDPP(self.address)
@@ -182,58 +188,80 @@ class LLVMKernel:
             raw(in_t(*args), buf)
             return np.frombuffer(buf)
 
-        return {"tuple": as_tuple, "scalar": as_scalar, "array": as_array}[result]
+        caller = {"tuple": as_tuple, "scalar": as_scalar, "array": as_array}[result]
+        caller.owner = self.owner       # the code stays loaded while the caller lives
+        return caller
 
     @property
     def numba_function(self):
-        """An ``ExternalFunction`` Numba-jitted code can call as ``f(inp.ctypes, out.ctypes)``."""
+        """An ``ExternalFunction`` Numba-jitted code can call as ``f(inp.ctypes, out.ctypes)``.
+
+        Registers the kernel's symbol for Numba and pins its code for the rest
+        of the process (see :func:`compiler.jit.export_to_numba`)."""
         from numba import types
 
+        jit.export_to_numba(self.symbol)
         return types.ExternalFunction(self.symbol, types.void(types.voidptr, types.voidptr))
 
 
-def load_object(text: str, opt: tuple, entries: tuple) -> tuple:
+def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = ()) -> jit.JITLibrary:
     """Compile LLVM IR whose symbols start with ``@SGKERNEL`` (renamed to a hash of
-    the text), or load its object file from the cache; returns
-    ``(symbol, {entry suffix: address}, cache path, reused)``."""
+    the text), or load its object file from the disk cache, and link it.
+
+    Parameters
+    ----------
+    text : str
+        LLVM IR with the placeholder symbol prefix.
+    opt : tuple
+        ``(IR level, code generation level[, loop unrolling])``.
+    entries : tuple of str
+        Entry suffixes whose addresses are wanted (``""``: the base symbol).
+    depends : tuple of JITLibrary
+        Loaded libraries whose entry points the IR calls by symbol (the call
+        glue's kernel); the result keeps them alive.
+
+    Returns
+    -------
+    JITLibrary
+        The owner of the machine code (``.symbol``, ``.addresses``, ``.path``,
+        ``.reused``); keep it as long as any address is used. The same text
+        loaded again while it lives gives the same library.
+    """
     digest = source_hash(text, str(opt), _versions())
     symbol = f"symgrad_ll_{digest}"
+    name = f"{symbol}.o"
     with _LOCK:
-        if symbol in _OBJECTS:
-            return _OBJECTS[symbol]
-        path = cache_dir() / f"{symbol}.o"
-        reused = path.exists()
-        if reused:
-            obj = path.read_bytes()
-        else:
-            obj = _compile_object(text.replace(f"@{_PLACEHOLDER}", f"@{symbol}"), opt)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(obj)
-            os.replace(tmp, path)
-        llvm = _llvm()
-        # one engine per object: MCJIT does not relocate objects added after finalization
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _machine(llvm, 2))
-        _ENGINES.append(engine)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        addresses = {e: engine.get_function_address(symbol + e) for e in entries}
-        if not all(addresses.values()):
-            raise RuntimeError(f"llvm kernel {symbol} did not load (cache file {path}); "
-                               f"delete the file and retry")
-        llvm.add_symbol(symbol, addresses[entries[0]])
-        _OBJECTS[symbol] = (symbol, addresses, path, reused)
-        return _OBJECTS[symbol]
+        lib = jit.find(symbol)
+        if lib is not None:
+            return lib
+        obj = objcache.load(name)
+        if obj is not None:
+            directory = objcache.cache_dir()
+            try:
+                return jit.link_object(obj, symbol, entries, path=directory / name if directory
+                                       else None, reused=True, depends=depends)
+            except jit.LinkError as exc:
+                import warnings
+
+                warnings.warn(f"symgrad cache file {name} did not load ({exc}); compiled it again",
+                              objcache.CacheWarning, stacklevel=2)
+        obj = _compile_object(text.replace(f"@{_PLACEHOLDER}", f"@{symbol}"), opt)
+        path = objcache.store(name, obj)
+        return jit.link_object(obj, symbol, entries, path=path, reused=False, depends=depends)
 
 
 def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
     """Compile (or load from the disk cache) an SSA function with LLVM."""
     text = llvm_module(fn, _PLACEHOLDER, chunk)
-    symbol, addr, path, reused = load_object(text, opt_level(len(fn)), ("", "_batch"))
+    lib = load_object(text, opt_level(len(fn)), ("", "_batch"))
     with _LOCK:
-        if symbol not in _LOADED:
-            _LOADED[symbol] = LLVMKernel(symbol, fn.n_inputs, fn.n_outputs, addr[""],
-                                         addr["_batch"], path, reused)
-        return _LOADED[symbol]
+        kernel = _LOADED.get(lib.symbol)
+        if kernel is None:
+            addr = lib.addresses
+            kernel = LLVMKernel(lib.symbol, fn.n_inputs, fn.n_outputs, addr[""], addr["_batch"],
+                                lib.path, lib.reused, owner=lib)
+            _LOADED[lib.symbol] = kernel
+        return kernel
 
 
 class VectorKernel:
@@ -241,9 +269,10 @@ class VectorKernel:
     program at n points read in place from the callers' arrays."""
 
     def __init__(self, symbol: str, n_inputs: int, n_outputs: int, address: int,
-                 path: Path, reused: bool) -> None:
+                 path: Path | None, reused: bool, owner: jit.JITLibrary | None = None) -> None:
         self.symbol, self.n_inputs, self.n_outputs = symbol, n_inputs, n_outputs
         self.path, self.reused = path, reused
+        self.owner = owner             # keeps the code loaded
         ptr, i64 = ctypes.c_void_p, ctypes.c_int64
         self._raw = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, i64, i64, i64)(address)
 
@@ -311,8 +340,9 @@ def load_vector(fn: Function) -> VectorKernel | None:
     if len(fn) > VEC_MAX_STATEMENTS:
         return None
     text = vector_module(fn, _PLACEHOLDER, simd_math())
-    symbol, addr, path, reused = load_object(text, opt_level(len(fn)), ("_vbatch",))
-    return VectorKernel(symbol, fn.n_inputs, fn.n_outputs, addr["_vbatch"], path, reused)
+    lib = load_object(text, opt_level(len(fn)), ("_vbatch",))
+    return VectorKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses["_vbatch"], lib.path,
+                        lib.reused, lib)
 
 
 def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str,
@@ -325,8 +355,9 @@ def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str
         return None
     text = pyglue.glue_module(kernel.symbol, _PLACEHOLDER, layout, kernel.n_inputs,
                               kernel.n_outputs, result, rows)
-    _, addr, _, _ = load_object(text, (2, 2), ("",))
-    return pyglue.make_builtin(addr[""], fallback, name, doc, signature)
+    # the glue calls the kernel by symbol: linked against (and holding) the kernel's library
+    lib = load_object(text, (2, 2), ("",), depends=(kernel.owner,) if kernel.owner else ())
+    return pyglue.make_builtin(lib.addresses[""], fallback, name, doc, signature, keep=lib)
 
 
 class LoopKernel:
@@ -341,11 +372,13 @@ class LoopKernel:
     reference is held). Calls are serialised by a lock.
     """
 
-    def __init__(self, prog, address: int, path: Path, reused: bool) -> None:
+    def __init__(self, prog, address: int, path: Path | None, reused: bool,
+                 owner: jit.JITLibrary | None = None) -> None:
         from compiler.loopllvm import buffer_plan
 
         self.prog = prog
         self.path, self.reused = path, reused
+        self.owner = owner             # keeps the code loaded
         self.buffers, self.scalars = buffer_plan(prog)
         self._dims = sorted(prog.dims)
         ptr = ctypes.c_void_p
@@ -495,5 +528,5 @@ def load_loops(prog) -> LoopKernel:
     text = loop_module(prog, _PLACEHOLDER, blas_dgemm(), simd_math())
     # O2 without unrolling: loop bounds are often small constants (layer widths),
     # and full unrolling multiplied compile time by 20 (8 s for a 3-layer step)
-    _, addr, path, reused = load_object(text, (2, 2, False), ("",))
-    return LoopKernel(prog, addr[""], path, reused)
+    lib = load_object(text, (2, 2, False), ("",))
+    return LoopKernel(prog, lib.addresses[""], lib.path, lib.reused, lib)

@@ -320,10 +320,11 @@ class symgrad_native(tuple):  # noqa: N801 - shows in reprs: <built-in method f 
 
 
 def make_builtin(address: int, fallback, name: str, doc: str | None = None,
-                 signature: str = "(*args)"):
+                 signature: str = "(*args)", keep: object = None):
     """A builtin function object running the glue at ``address``; calls the
     glue does not take go to ``fallback(*args, **kwargs)``. ``signature`` is
-    what :func:`inspect.signature` reports."""
+    what :func:`inspect.signature` reports; ``keep`` (the owner of the code at
+    ``address``) lives as long as the function."""
     if not supported():
         raise RuntimeError("the Python call glue is not supported by this interpreter")
     if not name.isidentifier():
@@ -332,7 +333,7 @@ def make_builtin(address: int, fallback, name: str, doc: str | None = None,
     doc_b = f"{name}($self, /, {signature[1:]}\n--\n\n{doc or ''}".encode("utf-8")
     mdef = _MethodDef(name_b, address, _METH_FASTCALL | _METH_KEYWORDS, doc_b)
     # self: (context, fallback, and what must outlive the function object)
-    self = symgrad_native((_STATE["ctx"], fallback, mdef, name_b, doc_b))
+    self = symgrad_native((_STATE["ctx"], fallback, mdef, name_b, doc_b, keep))
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
