@@ -13,10 +13,14 @@ triangulated against numbers computed without it:
      to +-1 (asin, acos, log, log1p), the overflow thresholds of exp/expm1
      (709.78) and sinh/cosh (710.48) and the points right after them, the
      underflow of exp (-745.13), huge arguments of sin/cos/tan (1e22, 1e300),
-     plus seeded random points. Bound: ``MP_ULPS`` (1 ulp for every libm
-     function; measured with glibc 2.36 on x86-64: 0 ulp for exp, log, sin,
-     cos, pow and atan2 on this grid, at most 1 ulp for the others;
-     sigmoid/softplus/logsumexp, which round several times, within 2);
+     plus seeded random points. Bound: ``MP_ULPS``, 1 ulp for every libm
+     function. Measured with glibc 2.36 on x86-64: acos, asin, atan, atan2,
+     cos, log, pow and sin are correctly rounded on the whole grid; exp,
+     expm1, log1p, cosh, sinh, tan, tanh and erf are 1 ulp off at some points
+     (0.4% to 16% of them). sigmoid and softplus (measured 1 ulp) within 2;
+     logsumexp within 2 ulp or twice the rounding error of a backward-stable
+     ``m + log1p(sum exp(x_i - m))`` (:func:`lse_tolerance`: the function is
+     ill-conditioned where its result cancels to near 0).
      add, mul, div, floor, ceil and pow's exact exponents (2, -1, 0.5) are
      checked against the exact rational result: 0 ulp.
    * against C99 Annex F special values: the whole F.10.4.4 ``pow`` table
@@ -243,7 +247,7 @@ def _unary_points(name):
     pts = [x for x in HARD if math.isfinite(x)]
     rnd = _random(120, 1 + sorted(ops.names()).index(name))
     pts += [float(x) for x in rnd if math.isfinite(x)]
-    if name in ("asin", "acos", "atanh"):
+    if name in ("asin", "acos"):
         pts += [float(x) for x in np.random.default_rng(5).uniform(-1, 1, 60)]
     return pts
 
@@ -566,7 +570,8 @@ SPECIAL_VALUES = {
     "softplus": [((0.0,), math.log(2.0)), ((-0.0,), math.log(2.0)), ((INF,), INF),
                  ((-INF,), 0.0), ((NAN,), NAN), ((MAXD,), MAXD), ((-MAXD,), 0.0),
                  ((1e300,), 1e300), ((-800.0,), 0.0), ((800.0,), 800.0)],
-    "logsumexp": [((1.5,), 1.5), ((-0.0,), 0.0), ((-40.0, 1e-10), 1.0000000424835426e-10), ((INF,), INF), ((-INF,), -INF), ((NAN,), NAN),
+    "logsumexp": [((1.5,), 1.5), ((-0.0,), 0.0), ((-40.0, 1e-10), 1.0000000424835426e-10),
+                  ((INF,), INF), ((-INF,), -INF), ((NAN,), NAN),
                   ((INF, -INF), INF), ((-INF, -INF), -INF), ((-INF, 3.0), 3.0),
                   ((INF, 1.0), INF), ((NAN, INF), NAN), ((1.0, NAN), NAN),
                   ((1000.0, 1000.0), 1000.0 + math.log(2.0)), ((MAXD, MAXD), MAXD),
@@ -868,7 +873,8 @@ def test_simd_libmvec_against_ref(name):
         bad = (d > SIMD_ULPS[name]) | (np.isnan(got) != np.isnan(want)) | \
               (zero & (got == 0) & (np.signbit(got) != np.signbit(want)))
         if name == "logsumexp":   # see lse_tolerance
-            bad &= ~(np.abs(got - want) <= SIMD_ULPS[name] * _lse_tolerance_array(want))
+            with np.errstate(invalid="ignore"):
+                bad &= ~(np.abs(got - want) <= SIMD_ULPS[name] * _lse_tolerance_array(want))
         if bad.any():
             outs, pts = _outputs(name), grid()
             rows = [(outs[o][0], tuple(pts[:, j]), got[o, j], want[o, j], int(d[o, j]))
