@@ -35,20 +35,26 @@ def softplus(a: float) -> float:
 
 
 def logsumexp(*xs: float) -> float:
-    """``log(sum(exp(x)))`` shifted by the maximum: finite for finite inputs,
-    nan if any input is nan, the maximum itself when it is +-inf."""
+    """``log(sum(exp(x)))`` as ``m + log1p(sum of exp(x - m) over the other
+    inputs)``, m the (first) maximum: finite for finite inputs, accurate when
+    the result is small next to 1 (``logsumexp(-40, 1e-10)``), nan if any input
+    is nan, the maximum itself when it is +-inf."""
     m = -INF
-    for v in xs:
+    k = -1
+    for i in range(len(xs)):
+        v = xs[i]
         if v != v:
             return NAN
         if v > m:
             m = v
+            k = i
     if m == INF or m == -INF:
         return m
     s = 0.0
-    for v in xs:
-        s += math.exp(v - m)
-    return m + math.log(s)
+    for i in range(len(xs)):
+        if i != k:
+            s += math.exp(xs[i] - m)
+    return m + math.log1p(s)
 
 
 def _emit_relu(e, a):
@@ -75,10 +81,15 @@ def _emit_logsumexp(e, xs):
         isnan = e.fcmp("uno", x, x)
         nan = isnan if nan is None else e.mask_or(nan, isnan)
         m = e.select(e.fcmp("ogt", x, m), x, m)
-    total = e.const(0.0)
+    total, taken = e.const(0.0), None      # the first x equal to m is left out of the sum
     for x in xs:
-        total = e.fadd(total, e.op("exp", e.fsub(x, m)))
-    r = e.fadd(m, e.op("log", total))
+        keep = e.fcmp("une", x, m)
+        if taken is not None:
+            keep = e.mask_or(keep, taken)
+        total = e.fadd(total, e.select(keep, e.op("exp", e.fsub(x, m)), e.const(0.0)))
+        hit = e.fcmp("oeq", x, m)
+        taken = hit if taken is None else e.mask_or(taken, hit)
+    r = e.fadd(m, e.op("log1p", total))
     r = e.select(e.fcmp("oeq", e.fabs(m), e.const(INF)), m, r)
     return e.select(nan, e.const(NAN), r)
 
