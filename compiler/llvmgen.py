@@ -251,51 +251,6 @@ _DECLS["llvm.pow.f64"] = "declare double @llvm.pow.f64(double, double)"
 _DECLS["llvm.sqrt.f64"] = "declare double @llvm.sqrt.f64(double)"
 
 
-# columns i in [lo, hi) of column-major in (n_in x stride) / out (n_out x stride):
-# gather a column into a stack buffer, run the kernel, scatter the results
-_BATCH = """define void @{name}_batch(ptr %in, ptr %out, i64 %stride, i64 %lo, i64 %hi) nounwind {{
-entry:
-  %bi = alloca double, i64 {n_in}, align 16
-  %bo = alloca double, i64 {n_out}, align 16
-  %empty = icmp sge i64 %lo, %hi
-  br i1 %empty, label %done, label %col
-col:
-  %i = phi i64 [%lo, %entry], [%inext, %scatter.end]
-  br label %gather
-gather:
-  %k = phi i64 [0, %col], [%knext, %gather]
-  %koff = mul i64 %k, %stride
-  %kidx = add i64 %koff, %i
-  %src = getelementptr inbounds double, ptr %in, i64 %kidx
-  %x = load double, ptr %src
-  %dst = getelementptr inbounds double, ptr %bi, i64 %k
-  store double %x, ptr %dst
-  %knext = add i64 %k, 1
-  %kmore = icmp slt i64 %knext, {n_in}
-  br i1 %kmore, label %gather, label %run
-run:
-  call void @{name}(ptr %bi, ptr %bo)
-  br label %scatter
-scatter:
-  %j = phi i64 [0, %run], [%jnext, %scatter]
-  %ysrc = getelementptr inbounds double, ptr %bo, i64 %j
-  %y = load double, ptr %ysrc
-  %joff = mul i64 %j, %stride
-  %jidx = add i64 %joff, %i
-  %ydst = getelementptr inbounds double, ptr %out, i64 %jidx
-  store double %y, ptr %ydst
-  %jnext = add i64 %j, 1
-  %jmore = icmp slt i64 %jnext, {n_out}
-  br i1 %jmore, label %scatter, label %scatter.end
-scatter.end:
-  %inext = add i64 %i, 1
-  %imore = icmp slt i64 %inext, %hi
-  br i1 %imore, label %col, label %done
-done:
-  ret void
-}}"""
-
-
 def preamble(used_ops: set) -> list:
     """Declarations and helper definitions the templates of ``used_ops`` call."""
     decls = set()
@@ -432,5 +387,4 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
     if on_heap:
         body.append("  call void @free(ptr %tmp)")
     body.append("  ret void\n}")
-    body.append(_BATCH.format(name=name, n_in=max(fn.n_inputs, 1), n_out=max(fn.n_outputs, 1)))
     return "\n".join(body) + "\n"

@@ -145,7 +145,7 @@ def _ir_all_ops():
 def ir_all_ops():
     full, sub, in_llvm = _ir_all_ops()
     src = python_source(full, "kernel")
-    mod, _, _ = backends.load_numba(src, "kernel", batch=False)
+    mod, _, _ = backends.load_numba(src, "kernel")
     py = backends.load_python(src, "kernel")
     return full, sub, in_llvm, {"numba": mod.kernel, "python": lambda i, o: py(i.tolist(), o),
                                 "llvm": load_llvm(sub).call}
