@@ -845,7 +845,7 @@ def test_empty_batch(fns, backend):
 
 
 # ===================================================================================
-# 4. Fast path (numba's jitted entry; llvm's point caller) vs the checked path
+# 4. Fast path (the call glue, on llvm and numba) vs the checked path
 # ===================================================================================
 
 class _Counting:

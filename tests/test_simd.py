@@ -1,4 +1,4 @@
-"""SIMD batch kernels (:mod:`compiler.llvmvec`, ``VectorKernel``) against single-point calls.
+"""SIMD batch kernels (:mod:`compiler.llvmvec`, ``BatchKernel``) against single-point calls.
 
 A batched call of a compiled function (``fn.value_and_grad(xs, ys)`` with
 arrays) no longer loops over points with the scalar kernel: both native back
