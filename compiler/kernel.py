@@ -143,7 +143,9 @@ class Kernel:
         from compiler.llvmjit import load_llvm
 
         k = load_llvm(self.fn)
-        return _Loaded(k.call, k.address, k.symbol, k, k.path, k.reused, lambda: int(k.reused))
+        raw = _VOIDPP(k.address)      # run() hands it fresh contiguous float64 vectors
+        return _Loaded(lambda inp, out: raw(inp.ctypes.data, out.ctypes.data), k.address,
+                       k.symbol, k, k.path, k.reused, lambda: int(k.reused))
 
     def _load_numba(self) -> _Loaded:
         import llvmlite.binding as llvm
@@ -180,7 +182,13 @@ class Kernel:
         return self._loaded.hits() if self._loaded is not None else 0
 
     def point(self, inp: np.ndarray, out: np.ndarray) -> None:
-        """One point: float64 ``inp`` (n_inputs,) -> ``out`` (n_outputs,), both contiguous."""
+        """One point: C-contiguous float64 ``inp`` (n_inputs,) -> ``out`` (n_outputs,)."""
+        for name, arr, size in (("inp", inp, self.fn.n_inputs), ("out", out, self.n_outputs)):
+            if type(arr) is not np.ndarray or arr.dtype != np.float64 or arr.shape != (size,) \
+                    or not arr.flags.c_contiguous or (name == "out" and not arr.flags.writeable):
+                raise ValueError(f"point: {name} must be a C-contiguous float64 array of shape "
+                                 f"({size},), got {getattr(arr, 'dtype', type(arr))} "
+                                 f"{getattr(arr, 'shape', '')}")
         self._load().point(inp, out)
 
     def batch_kernel(self):
@@ -208,7 +216,7 @@ class Kernel:
         inp = self.signature.gather(arrays, n)
         out = np.empty((self.n_outputs, n))
         point = self._load().point
-        for i in range(n):
+        for i in range(n):                            # (the python back end: any vectors)
             point(np.ascontiguousarray(inp[:, i]), out[:, i])
         return out
 
@@ -220,7 +228,7 @@ class Kernel:
         if n is not None:
             return self.batch(arrays, n), n
         out = np.empty(self.n_outputs)
-        self.point(sig.flat(arrays), out)
+        self._load().point(sig.flat(arrays), out)     # fresh vectors of the right sizes
         return out, None
 
     # -- entry points ----------------------------------------------------------------------
@@ -228,15 +236,15 @@ class Kernel:
         """The checked path of a ``kind`` call (see :data:`compiler.signature.KINDS`):
         a Python function taking the user's arguments."""
         self._check_kind(kind)
-        sig, run = self.signature, self.run
+        sig, kernel = self.signature, self
         if kind in ("value_and_grad", "grad"):
             def call(*args, reduce=None):
                 sig.check(kind, reduce)
-                out, n = run(args)
+                out, n = kernel.run(args)
                 return sig.result(kind, out, n, reduce)
         else:
             def call(*args):
-                out, n = run(args)
+                out, n = kernel.run(args)
                 return sig.result(kind, out, n)
         call.__name__ = call.__qualname__ = _NAMES[kind]
         call.__doc__ = doc

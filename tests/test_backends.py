@@ -853,17 +853,12 @@ class _Counting:
 
     def __init__(self, kernel, monkeypatch):
         self.calls = 0
-        point, batch = kernel.point, kernel.batch
+        run = kernel.run
 
-        def counted_point(inp, out):
+        def counted(args):
             self.calls += 1
-            point(inp, out)
-
-        def counted_batch(arrays, n):
-            self.calls += 1
-            return batch(arrays, n)
-        monkeypatch.setattr(kernel, "point", counted_point)
-        monkeypatch.setattr(kernel, "batch", counted_batch)
+            return run(args)
+        monkeypatch.setattr(kernel, "run", counted)
 
 
 def _has_glue(fn) -> bool:

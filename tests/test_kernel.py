@@ -131,6 +131,13 @@ def test_kernel_from_an_ssa_program(backend):
     assert k.entry("values")(1.0, [3, 0.5]).tolist() == batch[0].tolist()
     if backend != "python":
         assert k.batch_kernel().kind == "simd"
+    out = np.empty(2)
+    k.point(np.array([2.0, 3.0, 0.5]), out)
+    assert np.array_equal(out, [6.0 + math.tanh(0.5), 1.0])
+    for inp, out in ((np.zeros(2), np.empty(2)), (np.zeros(3), np.empty(1)),
+                     (np.zeros(6)[::2], np.empty(2)), ([0.0, 0.0, 0.0], np.empty(2))):
+        with pytest.raises(ValueError, match="point: (inp|out) must be a C-contiguous"):
+            k.point(inp, out)                          # never a write past a buffer
     with pytest.raises(ValueError, match="needs a kernel of"):
         k.entry("jacobian")
     with pytest.raises(ValueError, match="kind must be"):
