@@ -88,6 +88,8 @@ class Kernel:
     backend : {"llvm", "numba", "python"}
     lazy : bool
         Compile on first use instead of now (the entries exist either way).
+    name : str
+        The function's name in generated source (tracebacks, Numba's cache files).
 
     Examples
     --------
@@ -101,13 +103,15 @@ class Kernel:
     """
 
     def __init__(self, fn: Function, signature: Signature, backend: str, *,
-                 lazy: bool = False) -> None:
+                 lazy: bool = False, name: str = "kernel") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if fn.n_inputs != signature.n_inputs:
             raise ValueError(f"the program reads {fn.n_inputs} inputs, the signature has "
                              f"{signature.n_inputs}")
-        self.fn, self.signature, self.backend = fn, signature, backend
+        if not name.isidentifier():
+            raise ValueError(f"kernel name {name!r} is not an identifier")
+        self.fn, self.signature, self.backend, self.name = fn, signature, backend, name
         self.n_outputs = fn.n_outputs
         self._lock = threading.Lock()
         self._loaded: Optional[_Loaded] = None
@@ -135,7 +139,7 @@ class Kernel:
         return loaded
 
     def _load_python(self) -> _Loaded:
-        run = backends.load_python(python_source(self.fn, "kernel"), "kernel")
+        run = backends.load_python(python_source(self.fn, self.name), self.name)
         # plain Python floats in (not NumPy scalars): IEEE results, no warnings
         return _Loaded(lambda inp, out: run(inp.tolist(), out))
 
@@ -150,10 +154,10 @@ class Kernel:
     def _load_numba(self) -> _Loaded:
         import llvmlite.binding as llvm
 
-        source = python_source(self.fn, "kernel") + cfunc_source("kernel", self.fn.n_inputs,
-                                                                 self.n_outputs)
-        mod, path, reused = backends.load_numba(source, "kernel")
-        c_entry = mod.kernel_c
+        source = python_source(self.fn, self.name) + cfunc_source(self.name, self.fn.n_inputs,
+                                                                  self.n_outputs)
+        mod, path, reused = backends.load_numba(source, self.name)
+        c_entry = getattr(mod, f"{self.name}_c")
         symbol = f"{path.stem}_c"                     # batch loops link to it by this name
         llvm.add_symbol(symbol, c_entry.address)
         raw = _VOIDPP(c_entry.address)

@@ -106,8 +106,8 @@ class CompiledFunction:
         self.signature = Signature(
             [None if kind == "scalar" else len(sym) for kind, sym, _ in self._specs],
             self.n_outputs, len(self.wrt), [_spec_name(s) for s in self._specs])
-        self._vg = Kernel(self.ir, self.signature, self.backend)
-        self._fw = Kernel(self.ir_forward, self.signature, self.backend, lazy=True)
+        self._vg = Kernel(self.ir, self.signature, self.backend, name="value_and_grad")
+        self._fw = Kernel(self.ir_forward, self.signature, self.backend, lazy=True, name="forward")
         cls = CompiledFunction
         self.value_and_grad = self._vg.entry("value_and_grad", cls.value_and_grad.__doc__)
         self.grad = self._vg.entry("grad", cls.grad.__doc__)
