@@ -110,10 +110,13 @@ def run_batch(fn: Callable, ptrs, strides, out_address: int, ostride: int, n: in
         fn(ptrs, strides, out_address, ostride, 0, max(n, 0))
         return
     keep = (ptrs, strides, *keep)
-    futures = [pool().submit(_job, fn, (ptrs, strides, out_address, ostride, lo, hi), keep)
-               for lo, hi in parts[1:]]
+    futures: list = []
     interrupted = None
     try:
+        workers = pool()
+        for lo, hi in parts[1:]:
+            futures.append(workers.submit(_job, fn, (ptrs, strides, out_address, ostride, lo, hi),
+                                          keep))
         fn(ptrs, strides, out_address, ostride, *parts[0])
     finally:
         while True:                 # every range finishes before the caller may free anything

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import types
 
 import numpy as np
@@ -103,6 +104,23 @@ def test_split_ranges():
                 assert ranges[0][0] == 0 and ranges[-1][1] == max(n, 0)
                 assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
                 assert len(ranges) <= parts and all(lo % align == 0 for lo, _ in ranges)
+
+
+class _Interrupt(BaseException):
+    """Stands in for KeyboardInterrupt (a BaseException, like it)."""
+
+
+def test_run_batch_waits_for_every_range_when_the_caller_is_interrupted():
+    done = []
+
+    def fn(ptrs, strides, out, ostride, lo, hi):
+        if lo == 0:                       # the calling thread's range
+            raise _Interrupt()
+        time.sleep(0.2)
+        done.append((lo, hi))
+    with pytest.raises(_Interrupt):
+        parallel.run_batch(fn, None, None, 0, 0, 90, n_threads=3)
+    assert sorted(done) == [(30, 60), (60, 90)]   # finished before the exception went on
 
 
 # ===================================================================================
