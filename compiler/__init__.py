@@ -12,7 +12,9 @@
 * :mod:`compiler.llvmjit` — compiling and loading native code.
 
 The package never imports ``symgrad`` or ``sympy``: it knows primitive ops by
-name, nothing about expressions or networks.
+name (see :mod:`compiler.runtime`), nothing about expressions or networks.
+Front ends reach it through :mod:`compiler.kernel`: a :class:`~compiler.kernel.Kernel`
+built from an SSA program, a :class:`~compiler.signature.Signature` and a back end.
 """
 
 from compiler import runtime

@@ -14,9 +14,9 @@
   Without a usable cache directory the modules go to a private directory
   removed at exit.
 
-Every kernel has the signature ``kernel(inp, out)`` (flat float64 arrays);
-the numba back end also provides ``batch(inp2d, out2d)``, a ``prange`` loop
-over points stored as columns: ``inp`` is ``(n_inputs, n)``.
+Every kernel has the signature ``kernel(inp, out)`` (flat float64 arrays).
+Batches are not built here: :mod:`compiler.kernel` runs them through LLVM
+batch kernels on its own thread pool.
 """
 
 from __future__ import annotations
@@ -42,26 +42,6 @@ _NB_HEADER = (
 )
 
 
-# points are columns of (n_inputs, n) / (n_outputs, n) arrays; each thread
-# gathers a column into a small buffer, runs the kernel, scatters the result
-_NB_BATCH = """
-
-@njit(cache=True, error_model='numpy', parallel=True)
-def batch(inp, out):
-    n = inp.shape[1]
-    n_chunks = (n + 255) // 256
-    for c in prange(n_chunks):
-        bi = np.empty(inp.shape[0])
-        bo = np.empty(out.shape[0])
-        for i in range(c * 256, min(c * 256 + 256, n)):
-            for k in range(inp.shape[0]):
-                bi[k] = inp[k, i]
-            {name}(bi, bo)
-            for k in range(out.shape[0]):
-                out[k, i] = bo[k]
-"""
-
-
 def cache_dir() -> Path | None:
     """Where compiled kernels live (``$SYMGRAD_CACHE_DIR``, ``~`` expanded, else the
     user cache dir), or None when that directory is not safe or usable (then
@@ -84,20 +64,19 @@ def _versions() -> str:
     return f"numba {numba.__version__} numpy {numpy.__version__} py {sys.version_info[:3]}"
 
 
-def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str = "",
-               extern: bool = False):
+def load_numba(source: str, name: str = "kernel", entry: str = "", extern: bool = False):
     """Compile kernel source with Numba through a cached ``.py`` file.
 
-    ``entry`` is optional extra source (see :func:`compiler.codegen.entry_source`)
-    defining entry points, each jitted alongside the kernel (``def`` lines
-    get ``@njit``; ``prange`` entries get ``parallel=True``). ``extern=True``:
-    ``source`` is :func:`compiler.codegen.extern_kernel_source` glue.
+    ``source`` may end with :func:`compiler.codegen.cfunc_source` (a C entry to
+    the kernel). ``entry`` is optional extra source defining entry points,
+    each jitted alongside the kernel (``def`` lines get ``@njit``; ``prange``
+    entries get ``parallel=True``). ``extern=True``: ``source`` is a module
+    head and one function, separated by two blank lines.
 
     Returns
     -------
     (module, path, reused)
-        The module holds ``name``, ``batch`` (a ``prange`` loop over columns)
-        and ``entry`` when requested; ``reused`` is True when the file
+        The module holds ``name`` and the entries of ``entry``; ``reused`` is True when the file
         already existed (compiled code is then loaded from Numba's on-disk
         cache next to it). Numba compiles each function on first call.
     """
@@ -110,8 +89,6 @@ def load_numba(source: str, name: str = "kernel", batch: bool = True, entry: str
         part = part if part.startswith("def ") else "def " + part
         flags = ", parallel=True" if "prange(" in part else ""
         module_src += [f"\n\n@njit(cache=True, error_model='numpy'{flags})\n", part.rstrip() + "\n"]
-    if batch:
-        module_src.append(_NB_BATCH.format(name=name))
     text = "".join(module_src)
     digest = source_hash(text, _versions())
     modname = f"symgrad_k_{digest}"

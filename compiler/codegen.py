@@ -14,7 +14,10 @@ import hashlib
 
 from compiler.ir import CONST, INPUT, Function
 
-__all__ = ["python_source", "source_hash", "entry_source", "batch_entry_source", "extern_kernel_source"]
+__all__ = ["python_source", "source_hash", "cfunc_source", "CFUNC_SIGNATURE"]
+
+CFUNC_SIGNATURE = "void(CPointer(float64), CPointer(float64))"
+"""The C signature of :func:`cfunc_source`'s entry (``void (double*, double*)``)."""
 
 
 _MAX_TERMS = 64
@@ -102,101 +105,28 @@ def source_hash(*parts: str) -> str:
     return h.hexdigest()[:24]
 
 
-def entry_source(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int,
-                 result: str) -> str:
-    """A Numba entry point taking the user's arguments directly.
-
-    ``layout`` gives, per argument, ``(start, length)`` in the flat input
-    vector (``length`` None for a float argument). ``result`` is ``"tuple"``
-    (``out[0], out[1:]``: value and gradient), ``"scalar"`` (``out[0]``) or
-    ``"array"`` (``out``). Saves the Python-side packing on small calls.
-
-    Examples
-    --------
-    >>> print(entry_source("k", "entry", [(0, None), (1, 3)], 4, 4, "tuple"), end="")
-    def entry(a0, a1):
-        inp = np.empty(4)
-        inp[0] = a0
-        for j in range(3):
-            inp[1 + j] = a1[j]
-        out = np.empty(4)
-        k(inp, out)
-        return out[0], out[1:]
-    """
-    for ident in (kernel, name):
-        if not ident.isidentifier():
-            raise ValueError(f"{ident!r} is not an identifier")
-    params = ", ".join(f"a{i}" for i in range(len(layout)))
-    lines = [f"def {name}({params}):", f"    inp = np.empty({int(n_inputs)})"]
-    for i, (start, length) in enumerate(layout):
-        if length is None:
-            lines.append(f"    inp[{int(start)}] = a{i}")
-        else:
-            lines.append(f"    for j in range({int(length)}):")
-            lines.append(f"        inp[{int(start)} + j] = a{i}[j]")
-    lines.append(f"    out = np.empty({int(n_outputs)})")
-    lines.append(f"    {kernel}(inp, out)")
-    returns = {"tuple": "out[0], out[1:]", "scalar": "out[0]", "array": "out"}
-    lines.append(f"    return {returns[result]}")
-    return "\n".join(lines) + "\n"
-
-
-def batch_entry_source(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int) -> str:
-    """A Numba ``prange`` entry evaluating ``kernel`` at n points read straight
-    from the user's arrays (no packing): ``a_k`` is ``(n,)`` for a float
-    argument and ``(n, length)`` for an array argument (broadcasts with
-    stride 0 are fine). Returns ``out`` of shape ``(n, n_outputs)``.
+def cfunc_source(kernel: str, n_inputs: int, n_outputs: int) -> str:
+    """Source of ``KERNEL_c(inp, out)`` on raw ``double*`` pointers, calling the
+    Numba kernel ``KERNEL(inp, out)``, to append to the kernel's source. The
+    loader compiles it as a C entry (``numba.cfunc`` with
+    :data:`CFUNC_SIGNATURE`) once the module's caches are verified, so native
+    callers (the call glue, batch loops) reach a Numba kernel the way they
+    reach an llvm one, by address. Not cached on disk itself (the kernel it
+    calls is; the wrapper costs ~0.25 s a process).
 
     Examples
     --------
-    >>> print(batch_entry_source("k", "entry_batch", [(0, None), (1, 2)], 3, 2), end="")
-    def entry_batch(a0, a1):
-        n = a0.shape[0]
-        out = np.empty((n, 2))
-        for c in prange((n + 255) // 256):
-            inp = np.empty(3)
-            for i in range(c * 256, min(c * 256 + 256, n)):
-                inp[0] = a0[i]
-                for j in range(2):
-                    inp[1 + j] = a1[i, j]
-                k(inp, out[i])
-        return out
-    """
-    for ident in (kernel, name):
-        if not ident.isidentifier():
-            raise ValueError(f"{ident!r} is not an identifier")
-    params = ", ".join(f"a{i}" for i in range(len(layout)))
-    lines = [f"def {name}({params}):", "    n = a0.shape[0]",
-             f"    out = np.empty((n, {int(n_outputs)}))",
-             "    for c in prange((n + 255) // 256):",
-             f"        inp = np.empty({int(n_inputs)})",
-             "        for i in range(c * 256, min(c * 256 + 256, n)):"]
-    for i, (start, length) in enumerate(layout):
-        if length is None:
-            lines.append(f"            inp[{int(start)}] = a{i}[i]")
-        else:
-            lines.append(f"            for j in range({int(length)}):")
-            lines.append(f"                inp[{int(start)} + j] = a{i}[i, j]")
-    lines.append(f"            {kernel}(inp, out[i])")
-    lines.append("    return out")
-    return "\n".join(lines) + "\n"
-
-
-def extern_kernel_source(symbol: str, name: str) -> str:
-    """Numba glue for a kernel compiled elsewhere (the llvm back end): ``name(inp,
-    out)`` calls the registered native symbol.
-
-    Examples
-    --------
-    >>> print(extern_kernel_source("symgrad_ll_abc", "kernel"), end="")
-    _ext_kernel = types.ExternalFunction("symgrad_ll_abc", types.void(types.voidptr, types.voidptr))
+    >>> print(cfunc_source("k", 3, 4), end="")
     <BLANKLINE>
     <BLANKLINE>
-    def kernel(inp, out):
-        _ext_kernel(inp.ctypes, out.ctypes)
+    from numba import carray
+    <BLANKLINE>
+    <BLANKLINE>
+    def k_c(inp, out):
+        k(carray(inp, (3,)), carray(out, (4,)))
     """
-    if not symbol.isidentifier() or not name.isidentifier():
-        raise ValueError("symbol and kernel names must be identifiers")
-    return (f'_ext_{name} = types.ExternalFunction("{symbol}", '
-            f"types.void(types.voidptr, types.voidptr))\n\n\n"
-            f"def {name}(inp, out):\n    _ext_{name}(inp.ctypes, out.ctypes)\n")
+    if not kernel.isidentifier():
+        raise ValueError(f"{kernel!r} is not an identifier")
+    return ("\n\nfrom numba import carray\n\n\n"
+            f"def {kernel}_c(inp, out):\n"
+            f"    {kernel}(carray(inp, ({int(n_inputs)},)), carray(out, ({int(n_outputs)},)))\n")

@@ -111,7 +111,7 @@ def find(symbol: str) -> JITLibrary | None:
 
 
 def link_object(obj: bytes, symbol: str, entries: tuple, *, path: Path | None = None,
-                reused: bool = False, depends: tuple = ()) -> JITLibrary:
+                reused: bool = False, depends: tuple = (), imports: dict | None = None) -> JITLibrary:
     """Link an object file into the process-wide JIT.
 
     Parameters
@@ -128,6 +128,9 @@ def link_object(obj: bytes, symbol: str, entries: tuple, *, path: Path | None = 
         from the cache).
     depends : tuple of JITLibrary
         Libraries whose exported entry points this object calls by symbol.
+    imports : dict, optional
+        ``{symbol: address}`` of C functions outside the JIT this object calls
+        (a Numba ``cfunc``); the caller keeps them alive.
 
     Returns
     -------
@@ -147,6 +150,8 @@ def link_object(obj: bytes, symbol: str, entries: tuple, *, path: Path | None = 
         for dep in depends:
             for suffix, addr in dep.addresses.items():
                 builder.import_symbol(dep.symbol + suffix, addr)
+        for name, addr in (imports or {}).items():
+            builder.import_symbol(name, addr)
         for e in entries:
             builder.export_symbol(symbol + e)
         try:

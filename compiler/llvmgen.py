@@ -14,9 +14,9 @@ exact hexadecimal doubles.
 Module interface (all ``ptr`` are ``double*``)::
 
     void NAME(ptr in, ptr out)                        one point
-    void NAME_batch(ptr in, ptr out, i64 stride, i64 lo, i64 hi)
-        points lo..hi-1 of column-major arrays: in[k * stride + i] is input
-        k of point i (one contiguous row per input, as NumPy packs them)
+
+(batches run the SIMD kernel of :mod:`compiler.llvmvec`, or for programs
+too big for it the batch loop of :mod:`compiler.batchloop` around this one).
 """
 
 from __future__ import annotations
@@ -63,30 +63,8 @@ def _chunks(fn: Function, chunk: int) -> list:
     return bounds
 
 
-def _batch_function(mod: Module, name: str, n_in: int, n_out: int) -> None:
-    """``NAME_batch``: gather a column into a stack buffer, run the kernel, scatter."""
-    e = FunctionEmitter(mod)
-    bi = e._def("bi", f"alloca double, i64 {n_in}, align 16")
-    bo = e._def("bo", f"alloca double, i64 {n_out}, align 16")
-
-    def point(i):
-        def gather(k):
-            src = e.gep("double", "%in", e.int_op("add", e.int_op("mul", k, "%stride"), i))
-            e.store("double", e.load("double", src), e.gep("double", bi, k))
-        e.loop("0", str(n_in), gather, hint="gather")
-        e.call("void", f"@{name}", [("ptr", bi), ("ptr", bo)])
-
-        def scatter(j):
-            y = e.load("double", e.gep("double", bo, j))
-            e.store("double", y, e.gep("double", "%out", e.int_op("add", e.int_op("mul", j, "%stride"), i)))
-        e.loop("0", str(n_out), scatter, hint="scatter")
-    e.loop("%lo", "%hi", point, hint="col")
-    e.ret()
-    mod.add(e.finish(f"void @{name}_batch(ptr %in, ptr %out, i64 %stride, i64 %lo, i64 %hi) nounwind"))
-
-
 def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) -> str:
-    """LLVM IR text of ``fn`` as ``void name(ptr in, ptr out)`` plus ``name_batch``.
+    """LLVM IR text of ``fn`` as ``void name(ptr in, ptr out)``.
 
     Examples
     --------
@@ -161,5 +139,4 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
         e.call("void", "@free", [("ptr", tmp)])
     e.ret()
     mod.add(e.finish(f"void @{name}(ptr noalias %in, ptr noalias %out) nounwind"))
-    _batch_function(mod, name, max(fn.n_inputs, 1), max(fn.n_outputs, 1))
     return mod.text()

@@ -10,14 +10,23 @@ Every kernel object holds the :class:`compiler.jit.JITLibrary` that owns its
 machine code (``owner``), and so does every call-glue builtin built on it:
 when the last of them is collected, the code is unloaded.
 
-Each kernel is reachable three ways:
+What is loaded, and how it is called:
 
-* from Python, through ``ctypes`` (``LLVMKernel.call`` / ``call_batch``; the
-  GIL is released, so batches run on several threads);
-* from Numba-jitted code, through ``LLVMKernel.numba_function``, an
-  ``ExternalFunction`` bound to the kernel's registered symbol (users' own
-  ``@njit`` / ``prange`` loops can call it);
-* by address (``LLVMKernel.address``) for anything else that speaks C.
+* :class:`LLVMKernel`: the scalar kernel ``void NAME(ptr in, ptr out)`` of one
+  point; from Python through ``ctypes`` (``call``; ``call_batch`` for points
+  as columns), from Numba-jitted code through ``numba_function`` (an
+  ``ExternalFunction`` bound to the kernel's registered symbol), and by
+  ``address`` for anything else that speaks C.
+* :class:`BatchKernel`: a batch function with the interface of
+  :mod:`compiler.llvmvec` (``ptrs, strides, out, ostride, lo, hi``), reading
+  the callers' arrays in place: the SIMD kernel of a program
+  (:func:`load_vector`), or the batch loop around a scalar kernel
+  (:func:`load_batch_loop`, :mod:`compiler.batchloop`) for programs too big for
+  one. Both run on :mod:`compiler.parallel`'s thread pool.
+* :class:`LoopKernel`: an array program (layer-level models, :mod:`compiler.loopllvm`).
+* :func:`load_glue`: the call glue's builtin-function entries (:mod:`compiler.pyglue`).
+
+Nothing here imports Numba unless ``numba_function`` is asked for.
 """
 
 from __future__ import annotations
@@ -32,13 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler import jit, objcache
+from compiler import jit, objcache, parallel
 from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
 
-__all__ = ["LLVMKernel", "LoopKernel", "VectorKernel", "load_llvm", "load_loops", "load_object",
-           "load_glue", "load_vector", "opt_level", "simd_math"]
+__all__ = ["BatchKernel", "LLVMKernel", "LoopKernel", "load_batch_loop", "load_llvm", "load_loops",
+           "load_object", "load_glue", "load_vector", "opt_level", "simd_math"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -46,8 +55,8 @@ _LOADED: "weakref.WeakValueDictionary[str, LLVMKernel]" = weakref.WeakValueDicti
 # loaded objects are deduplicated (weakly) by compiler.jit.find(symbol)
 _PLACEHOLDER = "SGKERNEL"
 _VOIDPP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
-_BATCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                          ctypes.c_int64, ctypes.c_int64)
+_BATCH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
 def opt_level(n_statements: int) -> tuple[int, int]:
@@ -111,22 +120,21 @@ def _compile_object(ir_text: str, opt: tuple[int, int]) -> bytes:
 
 @dataclass
 class LLVMKernel:
-    """A loaded llvm kernel: ``name(in, out)`` and ``name_batch(in, out, n)``."""
+    """A loaded scalar kernel ``void symbol(ptr in, ptr out)``: one point."""
 
     symbol: str
     n_inputs: int
     n_outputs: int
     address: int
-    batch_address: int
     path: Path | None
     reused: bool
+    n_statements: int = 0
     _call: object = field(repr=False, default=None)
     _batch: object = field(repr=False, default=None)
     owner: jit.JITLibrary | None = field(repr=False, default=None)   # keeps the code loaded
 
     def __post_init__(self) -> None:
         self._call = _VOIDPP(self.address)
-        self._batch = _BATCH(self.batch_address)
 
     def call(self, inp: np.ndarray, out: np.ndarray) -> None:
         """One point: contiguous float64 ``inp`` (n_inputs,) -> ``out`` (n_outputs,)."""
@@ -136,10 +144,17 @@ class LLVMKernel:
                              f"{self.n_inputs} and {self.n_outputs}")
         self._call(inp.ctypes.data, out.ctypes.data)
 
+    def batch_kernel(self) -> "BatchKernel":
+        """The batch loop around this kernel (:func:`load_batch_loop`; compiled on first use)."""
+        if self._batch is None:
+            self._batch = load_batch_loop(self.symbol, self.n_inputs, self.n_outputs,
+                                          self.n_statements, owner=self.owner)
+        return self._batch
+
     def call_batch(self, inp: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
         """Points as columns: C-contiguous ``inp`` (n_inputs, n) -> ``out``
-        (n_outputs, n), split over threads when the batch is big enough to
-        pay for them (ctypes releases the GIL)."""
+        (n_outputs, n), through :meth:`batch_kernel` (split over threads when
+        the batch is big enough to pay for them)."""
         n = inp.shape[1] if inp.ndim == 2 else -1
         for name, arr, rows in (("inp", inp, self.n_inputs), ("out", out, self.n_outputs)):
             if arr.dtype != np.float64 or arr.ndim != 2 or arr.shape != (rows, n) \
@@ -147,50 +162,7 @@ class LLVMKernel:
                 raise ValueError(f"call_batch: {name} must be a C-contiguous float64 array of "
                                  f"shape ({rows}, n) (one column per point), got {arr.dtype} "
                                  f"{arr.shape}")
-        threads = threads or min(os.cpu_count() or 1, 8)
-        ip, op = inp.ctypes.data, out.ctypes.data
-        if threads <= 1 or n < 2 * threads or n * max(self.n_outputs, 1) < 20_000:
-            self._batch(ip, op, n, 0, n)
-            return
-        step = -(-n // threads)
-        parts = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        workers = [threading.Thread(target=self._batch, args=(ip, op, n, lo, hi))
-                   for lo, hi in parts[1:]]
-        for w in workers:
-            w.start()
-        self._batch(ip, op, n, *parts[0])
-        for w in workers:
-            w.join()
-
-    def point_caller(self, result: str):
-        """A Python callable ``f(*floats)`` for one point, cheaper than :meth:`call`
-        (ctypes arrays instead of NumPy address lookups). ``result``:
-        ``"tuple"`` -> ``(out[0], out[1:])``, ``"scalar"`` -> ``out[0]``,
-        ``"array"`` -> ``out``."""
-        in_t = ctypes.c_double * max(self.n_inputs, 1)
-        out_t = ctypes.c_double * max(self.n_outputs, 1)
-        ptr = ctypes.POINTER(ctypes.c_double)
-        raw = ctypes.CFUNCTYPE(None, ptr, ptr)(self.address)
-        rest = self.n_outputs > 1
-
-        def as_tuple(*args):
-            buf = out_t()
-            raw(in_t(*args), buf)
-            return buf[0], (np.frombuffer(buf, offset=8) if rest else np.empty(0))
-
-        def as_scalar(*args):
-            buf = out_t()
-            raw(in_t(*args), buf)
-            return buf[0]
-
-        def as_array(*args):
-            buf = out_t()
-            raw(in_t(*args), buf)
-            return np.frombuffer(buf)
-
-        caller = {"tuple": as_tuple, "scalar": as_scalar, "array": as_array}[result]
-        caller.owner = self.owner       # the code stays loaded while the caller lives
-        return caller
+        self.batch_kernel().into([(inp, k * n, 1) for k in range(self.n_inputs)], n, out, threads)
 
     @property
     def numba_function(self):
@@ -204,7 +176,8 @@ class LLVMKernel:
         return types.ExternalFunction(self.symbol, types.void(types.voidptr, types.voidptr))
 
 
-def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = ()) -> jit.JITLibrary:
+def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
+                imports: dict | None = None) -> jit.JITLibrary:
     """Compile LLVM IR whose symbols start with ``@SGKERNEL`` (renamed to a hash of
     the text), or load its object file from the disk cache, and link it.
 
@@ -217,8 +190,10 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = ()) -> j
     entries : tuple of str
         Entry suffixes whose addresses are wanted (``""``: the base symbol).
     depends : tuple of JITLibrary
-        Loaded libraries whose entry points the IR calls by symbol (the call
-        glue's kernel); the result keeps them alive.
+        Loaded libraries whose entry points the IR calls by symbol (a batch
+        loop's kernel); the result keeps them alive.
+    imports : dict, optional
+        ``{symbol: address}`` of other C functions the IR calls (a Numba cfunc).
 
     Returns
     -------
@@ -239,7 +214,7 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = ()) -> j
             directory = objcache.cache_dir()
             try:
                 return jit.link_object(obj, symbol, entries, path=directory / name if directory
-                                       else None, reused=True, depends=depends)
+                                       else None, reused=True, depends=depends, imports=imports)
             except jit.LinkError as exc:
                 import warnings
 
@@ -247,34 +222,45 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = ()) -> j
                               objcache.CacheWarning, stacklevel=2)
         obj = _compile_object(text.replace(f"@{_PLACEHOLDER}", f"@{symbol}"), opt)
         path = objcache.store(name, obj)
-        return jit.link_object(obj, symbol, entries, path=path, reused=False, depends=depends)
+        return jit.link_object(obj, symbol, entries, path=path, reused=False, depends=depends,
+                               imports=imports)
 
 
 def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
     """Compile (or load from the disk cache) an SSA function with LLVM."""
     text = llvm_module(fn, _PLACEHOLDER, chunk)
-    lib = load_object(text, opt_level(len(fn)), ("", "_batch"))
+    lib = load_object(text, opt_level(len(fn)), ("",))
     with _LOCK:
         kernel = _LOADED.get(lib.symbol)
         if kernel is None:
-            addr = lib.addresses
-            kernel = LLVMKernel(lib.symbol, fn.n_inputs, fn.n_outputs, addr[""], addr["_batch"],
-                                lib.path, lib.reused, owner=lib)
+            kernel = LLVMKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses[""], lib.path,
+                                lib.reused, len(fn), owner=lib)
             _LOADED[lib.symbol] = kernel
         return kernel
 
 
-class VectorKernel:
-    """A loaded SIMD batch kernel (:mod:`compiler.llvmvec`): evaluates the
-    program at n points read in place from the callers' arrays."""
+class BatchKernel:
+    """A loaded batch function ``(ptrs, strides, out, ostride, lo, hi)``: evaluates
+    a program at n points read in place from the callers' arrays.
+
+    ``kind`` is ``"simd"`` (:mod:`compiler.llvmvec`: L points per pass) or
+    ``"scalar"`` (:mod:`compiler.batchloop`: the scalar kernel point by point).
+    Batches of at least ``min_points`` points per thread are split over
+    :mod:`compiler.parallel`'s pool, in ranges aligned to ``align`` points.
+    ``owner`` keeps the machine code loaded.
+    """
 
     def __init__(self, symbol: str, n_inputs: int, n_outputs: int, address: int,
-                 path: Path | None, reused: bool, owner: jit.JITLibrary | None = None) -> None:
+                 path: Path | None, reused: bool, kind: str, align: int = 1, min_points: int = 1,
+                 owner: jit.JITLibrary | None = None) -> None:
         self.symbol, self.n_inputs, self.n_outputs = symbol, n_inputs, n_outputs
-        self.path, self.reused = path, reused
-        self.owner = owner             # keeps the code loaded
-        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-        self._raw = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, i64, i64, i64)(address)
+        self.path, self.reused, self.kind = path, reused, kind
+        self.align, self.min_points = align, min_points
+        self.owner = owner
+        self._raw = _BATCH_FN(address)
+
+    def __repr__(self) -> str:
+        return f"<BatchKernel {self.kind} {self.symbol}: {self.n_inputs} -> {self.n_outputs}>"
 
     def __call__(self, columns: list, n: int, threads: int | None = None) -> np.ndarray:
         """Evaluate at ``n`` points and return ``(n_outputs, n)``.
@@ -283,8 +269,18 @@ class VectorKernel:
         ``offset + i * stride`` of float64 ``array`` counted from its data
         pointer (stride in elements; 0 broadcasts one value, negative walks back).
         """
+        out = np.empty((self.n_outputs, n))
+        self.into(columns, n, out, threads)
+        return out
+
+    def into(self, columns: list, n: int, out: np.ndarray, threads: int | None = None) -> None:
+        """Like calling the kernel, into a C-contiguous float64 ``out`` of shape (n_outputs, n)."""
         if len(columns) != self.n_inputs:
             raise ValueError(f"expected {self.n_inputs} input columns, got {len(columns)}")
+        if out.dtype != np.float64 or out.shape != (self.n_outputs, n) \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable C-contiguous float64 array of shape "
+                             f"({self.n_outputs}, {n}), got {out.dtype} {out.shape}")
         ptrs = (ctypes.c_void_p * max(self.n_inputs, 1))()
         strides = (ctypes.c_int64 * max(self.n_inputs, 1))()
         base: dict = {}                     # one address lookup per array, not per column
@@ -292,72 +288,68 @@ class VectorKernel:
             if arr.dtype != np.float64:
                 raise ValueError(f"input column {k} must be float64, got {arr.dtype}")
             if id(arr) not in base:
-                base[id(arr)] = arr.ctypes.data
-            ptrs[k] = base[id(arr)] + 8 * offset
+                base[id(arr)] = (arr, arr.ctypes.data)
+            ptrs[k] = base[id(arr)][1] + 8 * offset
             strides[k] = stride
-        out = np.empty((self.n_outputs, n))
-        op = out.ctypes.data
-        threads = threads or _threads()
-        if threads <= 1 or n < 8192:
-            self._raw(ptrs, strides, op, n, 0, n)
-            return out
-        step = -(-n // threads)
-        step += -step % 8                    # whole SIMD groups per thread
-        parts = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        pool = _pool()
-        futures = [pool.submit(self._raw, ptrs, strides, op, n, lo, hi) for lo, hi in parts[1:]]
-        self._raw(ptrs, strides, op, n, *parts[0])
-        for f in futures:
-            f.result()
-        return out
+        keep = (out, *(a for a, _ in base.values()))
+        parallel.run_batch(self._raw, ptrs, strides, out.ctypes.data, n, n, keep=keep,
+                           n_threads=threads, min_points=self.min_points, align=self.align)
 
 
-def _threads() -> int:
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
-    except AttributeError:
-        return max(1, min(os.cpu_count() or 1, 8))
-
-
-def _pool():
-    """A process-wide thread pool for batches (ctypes releases the GIL); a
-    forked child starts its own (the parent's threads do not exist there)."""
-    if "pool" not in _STATE:
-        if not _STATE.get("fork_hook"):
-            os.register_at_fork(after_in_child=lambda: _STATE.pop("pool", None))
-            _STATE["fork_hook"] = True
-        from concurrent.futures import ThreadPoolExecutor
-
-        _STATE["pool"] = ThreadPoolExecutor(max(_threads() - 1, 1), thread_name_prefix="symgrad")
-    return _STATE["pool"]
-
-
-def load_vector(fn: Function) -> VectorKernel | None:
+def load_vector(fn: Function) -> BatchKernel | None:
     """The SIMD batch kernel of ``fn`` (compiled, or loaded from the disk cache),
     or None when ``fn`` is too big for one (see :mod:`compiler.llvmvec`)."""
     from compiler.llvmvec import VEC_MAX_STATEMENTS, vector_module
 
     if len(fn) > VEC_MAX_STATEMENTS:
         return None
-    text = vector_module(fn, _PLACEHOLDER, simd_math())
+    simd = simd_math()
+    text = vector_module(fn, _PLACEHOLDER, simd)
     lib = load_object(text, opt_level(len(fn)), ("_vbatch",))
-    return VectorKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses["_vbatch"], lib.path,
-                        lib.reused, lib)
+    return BatchKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses["_vbatch"], lib.path,
+                       lib.reused, "simd", align=simd.lanes, min_points=SIMD_POINTS_PER_THREAD,
+                       owner=lib)
 
 
-def load_glue(kernel: LLVMKernel, layout: list, result: str, fallback, name: str,
-              doc: str | None = None, signature: str = "(*args)", rows: int = 1):
-    """A builtin function calling ``kernel`` at one point straight from Python
-    (:mod:`compiler.pyglue`), or None where the interpreter does not allow it."""
+SIMD_POINTS_PER_THREAD = 1024
+"""SIMD batches split over threads in ranges of at least this many points."""
+SCALAR_WORK_PER_THREAD = 200_000
+"""Scalar batch loops split over threads in ranges of at least this many
+statements' work (points times the program's statements)."""
+
+
+def load_batch_loop(symbol: str, n_inputs: int, n_outputs: int, n_statements: int = 0,
+                    owner: jit.JITLibrary | None = None, address: int | None = None) -> BatchKernel:
+    """The batch loop (:mod:`compiler.batchloop`) around the scalar kernel ``symbol``
+    (a live llvm kernel, linked by its library ``owner`` or found by symbol; or any
+    C function ``void (double*, double*)`` at ``address``); compiled, or loaded from
+    the disk cache. ``n_statements`` (the cost of one point) sizes the ranges
+    handed to threads."""
+    from compiler.batchloop import batch_loop_module
+
+    text = batch_loop_module(symbol, _PLACEHOLDER, n_inputs, n_outputs)
+    if owner is None:
+        owner = jit.find(symbol)     # an llvm kernel: link against (and hold) its library
+    imports = {symbol: address} if owner is None and address else None   # e.g. a Numba cfunc
+    lib = load_object(text, (2, 2), ("_sbatch",), depends=(owner,) if owner is not None else (),
+                      imports=imports)
+    min_points = max(1, SCALAR_WORK_PER_THREAD // max(n_statements, 1))
+    return BatchKernel(lib.symbol, n_inputs, n_outputs, lib.addresses["_sbatch"], lib.path,
+                       lib.reused, "scalar", min_points=min_points, owner=lib)
+
+
+def load_glue(layout: list, n_inputs: int, entries: list) -> tuple | None:
+    """Call-glue functions (:mod:`compiler.pyglue`) for one argument layout, all in
+    one module: ``({name: address}, owner)`` for ``entries = [(name, n_outputs,
+    result, rows), ...]``; None where the interpreter does not allow the glue."""
     from compiler import pyglue
 
     if not pyglue.supported():
         return None
-    text = pyglue.glue_module(kernel.symbol, _PLACEHOLDER, layout, kernel.n_inputs,
-                              kernel.n_outputs, result, rows)
-    # the glue calls the kernel by symbol: linked against (and holding) the kernel's library
-    lib = load_object(text, (2, 2), ("",), depends=(kernel.owner,) if kernel.owner else ())
-    return pyglue.make_builtin(lib.addresses[""], fallback, name, doc, signature, keep=lib)
+    named = [(f"{_PLACEHOLDER}_{name}", n_out, result, rows) for name, n_out, result, rows in entries]
+    text = pyglue.glue_module(layout, n_inputs, named)
+    lib = load_object(text, (2, 2), tuple(f"_{name}" for name, *_ in entries))
+    return {name: lib.addresses[f"_{name}"] for name, *_ in entries}, lib
 
 
 class LoopKernel:

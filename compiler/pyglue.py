@@ -15,7 +15,16 @@ objects whose layout it has checked; the layouts themselves (offsets in
 ``PyFloatObject``, ``PyTupleObject`` and NumPy's ``PyArrayObject``) are
 verified against ctypes reads when the module first builds a glue function,
 and the glue is not used where they do not hold (debug or free-threaded
-builds, other Python implementations).
+builds, other Python implementations) or where the fallback cannot be
+called the glue's way: CPython 3.10 does not export ``PyObject_Vectorcall``.
+Callers then use their checked Python paths for every call.
+
+A glue function does not name its kernel: it calls the address in a cell
+(a one-element ``uint64`` array in the builtin's ``self``), so the glue of a
+kernel compiled on first use exists, and is the same object, before the
+kernel does (calls go to the fallback until the cell is filled), and all the
+glue functions of one argument layout are one small module, compiled once
+and cached.
 
 Generated from argument positions and lengths only: no user text reaches
 the IR.
@@ -125,57 +134,78 @@ def supported() -> bool:
     return _STATE["ok"]
 
 
-def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: int,
-                result: str, rows: int = 1) -> str:
-    """LLVM IR of ``ptr name(ptr self, ptr args, i64 nargs, ptr kwnames)`` calling
-    ``void kernel(ptr in, ptr out)``.
+def glue_module(layout: list, n_inputs: int, entries: list) -> str:
+    """LLVM IR of one or more glue functions ``ptr NAME(ptr self, ptr args, i64 nargs,
+    ptr kwnames)`` for one argument layout.
 
     ``layout``: per argument ``(first input slot, None)`` for a float or
-    ``(first slot, length)`` for a 1-D array. ``self`` is the tuple
-    ``(context table, fallback, ...)`` (see :func:`make_builtin`).
+    ``(first slot, length)`` for a 1-D array. ``entries``: per function
+    ``(NAME, n_outputs, result, rows)`` (see :data:`RESULTS`). A glue function
+    calls the kernel ``void (ptr in, ptr out)`` whose address is in its cell
+    (see :func:`make_builtin`); while the cell holds 0 (a kernel compiled on
+    first use) every call goes to the fallback. The text depends on positions
+    and lengths only, so functions of one layout share one cached object.
 
     Examples
     --------
-    >>> ir = glue_module("k", "k_py", [(0, None), (1, 2)], 3, 1, "scalar")
-    >>> "call void @k(ptr %in, ptr %out)" in ir
+    >>> ir = glue_module([(0, None), (1, 2)], 3, [("k_py", 1, "scalar", 1)])
+    >>> "call void %kernel(ptr %in, ptr %out)" in ir
     True
     """
-    for ident in (kernel, name):
-        if not ident.replace(".", "_").isidentifier():
-            raise ValueError(f"{ident!r} is not an identifier")
+    names = [e[0] for e in entries]
+    if not entries or len(set(names)) != len(names):
+        raise ValueError(f"entries need distinct names, got {names}")
+    text = ["declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+            "declare ptr @malloc(i64)", "declare void @free(ptr)"]
+    for name, n_outputs, result, rows in entries:
+        text += _glue_function(name, layout, n_inputs, n_outputs, result, rows)
+    return "\n".join(text) + "\n"
+
+
+def _glue_function(name: str, layout: list, n_inputs: int, n_outputs: int, result: str,
+                   rows: int) -> list:
+    if not name.isidentifier():
+        raise ValueError(f"{name!r} is not an identifier")
     if result not in RESULTS:
         raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
     if result == "jacobian" and (rows < 1 or (n_outputs - rows) % rows):
         raise ValueError(f"{n_outputs} outputs are not {rows} values and an ({rows}, k) Jacobian")
     n_in, n_out = max(int(n_inputs), 1), max(int(n_outputs), 1)
     on_heap = n_in + n_out > _MAX_STACK_DOUBLES
-    L = [f"declare void @{kernel}(ptr, ptr)",
-         "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
-         "declare ptr @malloc(i64)", "declare void @free(ptr)",
-         f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
+    L = [f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
          "entry:"]
     L += [f"  %tabp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS}",
           "  %tab = load ptr, ptr %tabp",
           f"  %ctxp = getelementptr i8, ptr %tab, i64 {_ARR_DATA}",
-          "  %ctx = load ptr, ptr %ctxp"]
+          "  %ctx = load ptr, ptr %ctxp",
+          f"  %cellp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS + 16}",   # the kernel's cell
+          "  %cell = load ptr, ptr %cellp",
+          f"  %celld.p = getelementptr i8, ptr %cell, i64 {_ARR_DATA}",
+          "  %celld = load ptr, ptr %celld.p",
+          "  %kernel = load ptr, ptr %celld"]
     for slot, label in ((_FLOAT, "float"), (_NPF64, "npf64"), (_NDARRAY, "ndarray"),
                         (_F64DESCR, "f64"), (_FROMDOUBLE, "fromdouble"), (_TUPLENEW, "tuplenew"),
                         (_ARRAYNEW, "arraynew"), (_DECREF, "decref"), (_VECTORCALL, "vectorcall")):
         L += [f"  %c.{label}.p = getelementptr ptr, ptr %ctx, i64 {slot}",
               f"  %c.{label} = load ptr, ptr %c.{label}.p"]
+    L += ["  %haskernel = icmp ne ptr %kernel, null",
+          "  %kwnull = icmp eq ptr %kwnames, null",
+          f"  %nok = icmp eq i64 %nargs, {len(layout)}",
+          "  %callok = and i1 %kwnull, %nok",
+          "  %go = and i1 %callok, %haskernel",
+          "  br i1 %go, label %buffers, label %slow.call",
+          "buffers:"]
     if on_heap:    # big programs: the buffers go to the heap (thread stacks can be small)
         L += [f"  %in = call ptr @malloc(i64 {8 * (n_in + n_out)})",
               "  %nomem = icmp eq ptr %in, null",
-              "  br i1 %nomem, label %slow, label %buffers",
-              "buffers:",
-              f"  %out = getelementptr double, ptr %in, i64 {n_in}"]
+              "  br i1 %nomem, label %slow.call, label %heap",
+              "heap:",
+              f"  %out = getelementptr double, ptr %in, i64 {n_in}",
+              "  br label %a0"]
     else:
         L += [f"  %in = alloca double, i64 {n_in}, align 16",
-              f"  %out = alloca double, i64 {n_out}, align 16"]
-    L += ["  %kwnull = icmp eq ptr %kwnames, null",
-          f"  %nok = icmp eq i64 %nargs, {len(layout)}",
-          "  %go = and i1 %kwnull, %nok",
-          "  br i1 %go, label %a0, label %slow"]
+              f"  %out = alloca double, i64 {n_out}, align 16",
+              "  br label %a0"]
     for k, (start, length) in enumerate(layout):
         nxt = f"a{k + 1}"
         L += [f"a{k}:",
@@ -231,26 +261,23 @@ def glue_module(kernel: str, name: str, layout: list, n_inputs: int, n_outputs: 
               f"  %more{k} = icmp slt i64 %jn{k}, {int(length)}",
               f"  br i1 %more{k}, label %a{k}.l, label %{nxt}"]
     L += [f"a{len(layout)}:",
-          f"  call void @{kernel}(ptr %in, ptr %out)"]
+          "  call void %kernel(ptr %in, ptr %out)"]
     body = _result(result, n_out, int(rows))
     if on_heap:   # every return after the kernel call frees the buffers first
         body = [line.replace("  ret ptr ", "  call void @free(ptr %in)\n  ret ptr ")
                 for line in body]
     L += body
-    L += ["slow:"]
+    L += ["slow:"]       # an argument the fast path does not take
     if on_heap:
-        L += ["  %nofree = icmp eq ptr %in, null",
-              "  br i1 %nofree, label %slow.call, label %slow.free",
-              "slow.free:",
-              "  call void @free(ptr %in)",
-              "  br label %slow.call",
-              "slow.call:"]
-    L += ["  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
+        L += ["  call void @free(ptr %in)"]
+    L += ["  br label %slow.call",
+          "slow.call:",
+          "  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
           "  %fb = load ptr, ptr %fb.p",
           "  %r.slow = call ptr %c.vectorcall(ptr %fb, ptr %args, i64 %nargs, ptr %kwnames)",
           "  ret ptr %r.slow",
           "}"]
-    return "\n".join(L) + "\n"
+    return L
 
 
 def _array(tag: str, lo: int, hi: int, shape: tuple | None = None) -> list:
@@ -314,26 +341,34 @@ class _MethodDef(ctypes.Structure):
 
 
 class symgrad_native(tuple):  # noqa: N801 - shows in reprs: <built-in method f of symgrad_native ...>
-    """The ``self`` of a glue builtin: ``(context, fallback, keep-alives...)``."""
+    """The ``self`` of a glue builtin: ``(context, fallback, kernel cell, keep-alives...)``."""
 
     __slots__ = ()
 
 
-def make_builtin(address: int, fallback, name: str, doc: str | None = None,
+def make_builtin(address: int, fallback, name: str, cell: np.ndarray, doc: str | None = None,
                  signature: str = "(*args)", keep: object = None):
-    """A builtin function object running the glue at ``address``; calls the
-    glue does not take go to ``fallback(*args, **kwargs)``. ``signature`` is
-    what :func:`inspect.signature` reports; ``keep`` (the owner of the code at
-    ``address``) lives as long as the function."""
+    """A builtin function object running the glue function at ``address``.
+
+    ``cell`` is a ``uint64`` array of one element holding the address of the
+    kernel the glue calls, or 0 until there is one (the owner writes it once
+    the kernel is compiled); calls the glue does not take, and every call
+    while the cell is 0, go to ``fallback(*args, **kwargs)``. ``signature`` is
+    what :func:`inspect.signature` reports. ``keep`` lives as long as the
+    function: the owners of the glue's code and of the kernel in the cell
+    (a list the owner appends the kernel's library to when it fills the cell).
+    """
     if not supported():
         raise RuntimeError("the Python call glue is not supported by this interpreter")
     if not name.isidentifier():
         raise ValueError(f"{name!r} is not an identifier")
+    if type(cell) is not np.ndarray or cell.dtype != np.uint64 or cell.shape != (1,):
+        raise TypeError("cell must be a numpy uint64 array of shape (1,)")
     name_b = name.encode("ascii")
     doc_b = f"{name}($self, /, {signature[1:]}\n--\n\n{doc or ''}".encode("utf-8")
     mdef = _MethodDef(name_b, address, _METH_FASTCALL | _METH_KEYWORDS, doc_b)
-    # self: (context, fallback, and what must outlive the function object)
-    self = symgrad_native((_STATE["ctx"], fallback, mdef, name_b, doc_b, keep))
+    # self: (context, fallback, kernel cell, and what must outlive the function object)
+    self = symgrad_native((_STATE["ctx"], fallback, cell, mdef, name_b, doc_b, keep))
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]

@@ -39,6 +39,8 @@ def namespace() -> dict:
 
 def _refresh() -> None:
     table = namespace()
+    for gone in set(globals().get("__all__", ())) - set(table):
+        globals().pop(gone, None)
     globals().update(table)
     globals()["__all__"] = sorted(table)
 

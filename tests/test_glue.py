@@ -34,6 +34,11 @@ NAN, INF = float("nan"), float("inf")
 EDGE = [0.0, -0.0, 0.5, -1.5, 3.0, 1e-310, -1e300, NAN, INF, -INF]
 
 
+def checked(f, kind):
+    """The checked path of a compiled function's ``kind`` calls (what the glue falls back to)."""
+    return (f._fw if kind == "values" else f._vg).checked(kind)
+
+
 def same(a, b) -> bool:
     """Bit-level equality of floats or arrays (nan == nan, signs of zero)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -52,23 +57,32 @@ def gn():
 
 
 def test_glue_is_used(fn, gn):
+    """Every entry point is a glue builtin from the start, and stays the same object."""
+    z = sp.Symbol("z")
+    fresh = sg.compile(sp.cosh(z) * z, [z])
+    entries = (fresh.value_and_grad, fresh.grad, fresh.jacobian, fresh.__call__)
+    assert all(type(e).__name__ == "builtin_function_or_method" for e in entries)
+    assert fresh._fw._loaded is None            # the forward kernel is not compiled yet
+    assert fresh(0.5) == pytest.approx(math.cosh(0.5) * 0.5, rel=1e-15)
+    fresh.value_and_grad(0.5), fresh.grad(0.5), fresh.jacobian(np.ones(3))
+    assert (fresh.value_and_grad, fresh.grad, fresh.jacobian, fresh.__call__) == entries
+    assert all(a is b for a, b in zip(entries, (fresh.value_and_grad, fresh.grad,
+                                                  fresh.jacobian, fresh.__call__)))
     for f in (fn, gn):
         assert f.backend == "llvm"
         assert type(f.value_and_grad).__name__ == "builtin_function_or_method"
-        f.grad(*([np.ones(3)] if f is gn else []), 0.5, 0.25)   # built on the first call
         assert type(f.grad).__name__ == "builtin_function_or_method"
-    fn(0.5, 0.25)                   # the forward glue is built on the first call
-    assert type(fn._call).__name__ == "builtin_function_or_method"
+        assert type(f.__call__).__name__ == "builtin_function_or_method"
 
 
 @pytest.mark.parametrize("px", EDGE)
 @pytest.mark.parametrize("py", EDGE)
 def test_fast_path_equals_checked_path(fn, px, py):
     v, g = fn.value_and_grad(px, py)
-    v_ref, g_ref = fn._value_and_grad(px, py)
+    v_ref, g_ref = checked(fn, "value_and_grad")(px, py)
     assert type(v) is float and same(v, v_ref) and same(g, g_ref)
     assert same(fn.grad(px, py), g_ref)
-    assert same(fn(px, py), fn._forward(px, py))
+    assert same(fn(px, py), checked(fn, "values")(px, py))
     # and the numbers are the kernel's: the python back end agrees to 1e-12
     if math.isfinite(v_ref) and abs(v_ref) < 1e200:
         ref = sg.compile(fn.exprs[0], [x, y], backend="python").value_and_grad(px, py)
@@ -81,7 +95,7 @@ def test_array_argument_fast_path(gn):
         W = rng.normal(size=3)
         px, py = rng.normal(size=2)
         v, g = gn.value_and_grad(W, float(px), float(py))
-        v_ref, g_ref = gn._value_and_grad(W, float(px), float(py))
+        v_ref, g_ref = checked(gn, "value_and_grad")(W, float(px), float(py))
         assert same(v, v_ref) and same(g, g_ref)
         # strided and reversed views are read in place, with their strides
         big = np.empty(9)
@@ -93,7 +107,7 @@ def test_array_argument_fast_path(gn):
 
 
 def test_arguments_the_fast_path_does_not_take(fn, gn):
-    ref_v, ref_g = fn._value_and_grad(1.0, 2.0)
+    ref_v, ref_g = checked(fn, "value_and_grad")(1.0, 2.0)
 
     class MyFloat(float):
         pass
@@ -104,10 +118,10 @@ def test_arguments_the_fast_path_does_not_take(fn, gn):
         assert same(v, ref_v) and same(g, ref_g), args
         assert same(fn(*args), ref_v)
     W = [0.1, -0.2, 0.3]
-    ref = gn._value_and_grad(np.array(W), 0.5, 0.25)
+    ref = checked(gn, "value_and_grad")(np.array(W), 0.5, 0.25)
     for arr in (W, tuple(W), np.array(W, dtype=np.float32).astype(np.float64),
                 np.array(W).astype(">f8"), np.array([1, 2, 3])):
-        expect = gn._value_and_grad(np.asarray(arr, dtype=float), 0.5, 0.25)
+        expect = checked(gn, "value_and_grad")(np.asarray(arr, dtype=float), 0.5, 0.25)
         v, g = gn.value_and_grad(arr, 0.5, 0.25)
         assert same(v, expect[0]) and same(g, expect[1])
     assert same(gn.value_and_grad(np.array(W, dtype=">f8"), 0.5, 0.25)[1], ref[1])
@@ -178,7 +192,7 @@ def test_no_reference_or_memory_leaks(fn, gn):
 
 def test_threads_get_their_own_results(fn):
     points = np.random.default_rng(1).normal(size=(4, 500, 2))
-    expected = [[fn._value_and_grad(float(p), float(q)) for p, q in pts] for pts in points]
+    expected = [[checked(fn, "value_and_grad")(float(p), float(q)) for p, q in pts] for pts in points]
     errors = []
 
     def work(k):
@@ -217,12 +231,14 @@ def test_without_the_glue_llvm_calls_give_the_same_bits(fn, monkeypatch):
 def test_glue_source_is_built_from_positions_only():
     from compiler.pyglue import glue_module
 
-    ir = glue_module("k", "k_py", [(0, None), (1, 3)], 4, 4, "tuple")
-    assert "@k(ptr %in, ptr %out)" in ir
+    ir = glue_module([(0, None), (1, 3)], 4, [("k_py", 4, "tuple", 1), ("k_rest", 4, "rest", 1)])
+    assert ir.count("call void %kernel(ptr %in, ptr %out)") == 2    # through the cell, by address
     with pytest.raises(ValueError, match="identifier"):
-        glue_module("k; drop", "k_py", [(0, None)], 1, 1, "scalar")
+        glue_module([(0, None)], 1, [("k; drop", 1, "scalar", 1)])
     with pytest.raises(ValueError, match="result"):
-        glue_module("k", "k_py", [(0, None)], 1, 1, "dict")
+        glue_module([(0, None)], 1, [("k_py", 1, "dict", 1)])
+    with pytest.raises(ValueError, match="distinct"):
+        glue_module([(0, None)], 1, [("k_py", 1, "scalar", 1), ("k_py", 1, "array", 1)])
     evil = sp.Symbol("x); import os; os.system('touch pwned'); (")
     f = sg.compile(evil * 2.0, [evil])
     assert f.value_and_grad(1.5) == (3.0, pytest.approx(np.array([2.0])))
@@ -230,19 +246,26 @@ def test_glue_source_is_built_from_positions_only():
 
 
 def test_forward_kernel_is_compiled_lazily():
+    """The forward glue exists before its kernel: calls go to the checked path
+    (which compiles the kernel and fills the glue's cell), then straight in."""
     z = sp.Symbol("z")
     f = sg.compile(sp.sinh(z) * 3.0, [z])
-    assert type(f._call).__name__ == "function"          # not built yet
+    entry = f.__call__
+    assert type(entry).__name__ == "builtin_function_or_method"
+    assert f._fw._loaded is None and f._fw._cell[0] == 0          # not built yet
     assert f(0.5) == pytest.approx(3.0 * math.sinh(0.5), rel=1e-15)
-    assert type(f._call).__name__ == "builtin_function_or_method"
-    assert same(f(0.5), load_llvm(f.ir_forward).point_caller("scalar")(0.5))
+    assert f._fw._loaded is not None and f._fw._cell[0] == f._fw.native.address
+    assert f.__call__ is entry
+    out = np.empty(1)
+    load_llvm(f.ir_forward).call(np.array([0.5]), out)
+    assert same(f(0.5), out[0])
 
 
 def test_big_buffers_go_to_the_heap(gn, monkeypatch):
     """Argument/result buffers above _MAX_STACK_DOUBLES are malloc'ed (and freed on
     every return path, the fallback included)."""
     monkeypatch.setattr(pyglue, "_MAX_STACK_DOUBLES", 2)
-    ir = pyglue.glue_module("k", "k_py", [(0, 3), (3, None)], 4, 4, "tuple")
+    ir = pyglue.glue_module([(0, 3), (3, None)], 4, [("k_py", 4, "tuple", 1)])
     assert "call ptr @malloc" in ir and ir.count("call void @free") == 3   # 2 returns + fallback
     heap = sg.compile(gn.exprs[0], [w, x, y], wrt=[w], backend="llvm")
     W = np.array([0.3, -0.1, 0.7])
@@ -262,7 +285,7 @@ def test_plain_calls_reach_the_entry_point_directly(fn):
     fn(0.5, 0.25)
     assert fn.__call__ is fn._call
     assert type(fn.__call__).__name__ == "builtin_function_or_method"
-    assert callable(fn) and same(fn(0.5, 0.25), fn._forward(0.5, 0.25))
+    assert callable(fn) and same(fn(0.5, 0.25), checked(fn, "values")(0.5, 0.25))
     assert "Value(s) of the expression(s)" in type(fn).__call__.__doc__
 
 
@@ -273,18 +296,18 @@ def test_jacobian_and_hessian_glue():
     for px, py in ((1.0, 2.0), (-0.5, 0.25), (NAN, 1.0), (-0.0, INF)):
         j = m.jacobian(px, py)
         assert type(j) is np.ndarray and j.shape == (3, 2) and j.flags.c_contiguous
-        assert same(j, m._jacobian(px, py))
+        assert same(j, checked(m, "jacobian")(px, py))
     assert type(m.jacobian).__name__ == "builtin_function_or_method"
     np.testing.assert_allclose(m.jacobian(1.0, 2.0),
                                [[2.0, 1.0], [2 * math.cos(1.0), math.sin(1.0)], [1.0, 4.0]],
                                rtol=1e-15)
     assert m.jacobian(np.ones(4), 2.0).shape == (4, 3, 2)
-    assert same(m.jacobian(1, 2), m._jacobian(1.0, 2.0))
+    assert same(m.jacobian(1, 2), checked(m, "jacobian")(1.0, 2.0))
     f = sg.compile(x**3 * sp.sin(y), [x, y])
     h = f.hessian(0.3, 0.7)
     ref = [[6 * 0.3 * math.sin(0.7), 3 * 0.09 * math.cos(0.7)],
            [3 * 0.09 * math.cos(0.7), -0.027 * math.sin(0.7)]]
     np.testing.assert_allclose(h, ref, rtol=1e-14)
-    assert same(h, f._hessian_fn._jacobian(0.3, 0.7))
+    assert same(h, checked(f._hessian_fn, "jacobian")(0.3, 0.7))
     with pytest.raises(ValueError, match="Jacobian"):
-        pyglue.glue_module("k", "k_py", [(0, None)], 1, 5, "jacobian", rows=2)
+        pyglue.glue_module([(0, None)], 1, [("k_py", 5, "jacobian", 2)])

@@ -76,16 +76,18 @@ def _cube_ref(a: float) -> float:
     return a * a * a
 
 
-def _register_cube():
-    if _CUBE not in ops.names():
-        ops.register(_CUBE, 1, _cube_ref, lambda e, a: e.fmul(e.fmul(a[0], a[0]), a[0]),
-                     "exact", "a**3 as two products")
+@pytest.fixture
+def cube():
+    ops.register(_CUBE, 1, _cube_ref, lambda e, a: e.fmul(e.fmul(a[0], a[0]), a[0]),
+                 "exact", "a**3 as two products")
+    yield _CUBE
+    ops.unregister(_CUBE)
+    assert _CUBE not in ops.names() and not hasattr(runtime, _CUBE)
 
 
-def test_one_record_is_all_a_new_primitive_needs():
+def test_one_record_is_all_a_new_primitive_needs(cube):
     """Registered once, a primitive is in every derived table and compiles on
     the reference, numba, llvm scalar and llvm SIMD paths with the same bits."""
-    _register_cube()
     assert _CUBE in supported_ops() and runtime.lookup(_CUBE) is _cube_ref
     b = Builder(1)
     fn = b.finish([b.op(_CUBE, b.input(0)), b.op(_CUBE, b.const(1.5))])

@@ -774,7 +774,7 @@ def run_python(name):
 
 def run_numba(name):
     fn = program(name)
-    mod, _, _ = backends.load_numba(codegen.python_source(fn, "kernel"), "kernel", batch=False)
+    mod, _, _ = backends.load_numba(codegen.python_source(fn, "kernel"), "kernel")
     pts = grid()
     got = np.empty((fn.n_outputs, pts.shape[1]))
     out = np.empty(fn.n_outputs)

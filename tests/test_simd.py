@@ -1,4 +1,4 @@
-"""SIMD batch kernels (:mod:`compiler.llvmvec`, ``VectorKernel``) against single-point calls.
+"""SIMD batch kernels (:mod:`compiler.llvmvec`, ``BatchKernel``) against single-point calls.
 
 A batched call of a compiled function (``fn.value_and_grad(xs, ys)`` with
 arrays) no longer loops over points with the scalar kernel: both native back
@@ -163,9 +163,16 @@ def _compile(expr, args, **kw):
     return fn
 
 
+def _forget_batch_kernels(fn):
+    """Let ``fn`` load its batch kernels again on its next batch (after a change of
+    the SIMD math or of the statement limit)."""
+    for kernel in (fn._vg, fn._fw):
+        kernel._batch_kernel = None
+
+
 def _forget_simd():
     for fn in _COMPILED:
-        fn._simd.clear()
+        _forget_batch_kernels(fn)
 
 
 def _math_mode(request):
@@ -495,8 +502,7 @@ def test_libmvec_ops_bit_identical_with_libm_forced(op_fns, op_points, op_refs, 
             assert_same(v, ref_v, f"{op} value (libm)")
             assert_same(g, ref_g, f"{op} gradient (libm)")
             assert_same(fn(op_points), ref_v, f"{op} forward (libm)")
-            kernel = fn._simd["vg"]
-            assert kernel is not None
+            assert fn._vg.batch_kernel().kind == "simd"
     finally:
         llvmjit._STATE["simd"] = saved
         _forget_simd()
@@ -877,7 +883,7 @@ def test_hessian_batched(fns, math_mode):
     fn.hessian(0.5, 0.5)                       # builds fn._hessian_fn, a CompiledFunction
     if fn._hessian_fn not in _COMPILED:        # of its own: let math_mode reset its SIMD kernels
         _COMPILED.append(fn._hessian_fn)
-    fn._hessian_fn._simd.clear()
+    _forget_batch_kernels(fn._hessian_fn)
     xs, ys = _xy(_lanes() + 3, seed=40)
     hb = fn.hessian(xs, ys)
     assert hb.shape == (len(xs), 2, 2)
@@ -967,7 +973,7 @@ def test_big_program_falls_back(big_fn, math_mode2):
     W = rng.uniform(-2, 2, (n, width))
     W[0, :EDGE.size] = EDGE
     v, g = fn.value_and_grad(W)
-    assert fn._simd["vg"] is None
+    assert fn._vg.batch_kernel().kind == "scalar"
     assert v.shape == (n,) and g.shape == (n, width)
     rv, rg = _per_point(fn, W)
     assert_same(v, rv, "values (scalar kernel, libm)")
@@ -975,7 +981,7 @@ def test_big_program_falls_back(big_fn, math_mode2):
     # the forward program is small enough for a SIMD kernel
     assert len(fn.ir_forward) <= llvmvec.VEC_MAX_STATEMENTS
     fw = fn(W)
-    assert fn._simd["fw"] is not None
+    assert fn._fw.batch_kernel().kind == "simd"
     assert_batch(fw, rv, "forward (SIMD)")
 
 
@@ -991,16 +997,16 @@ def test_statement_limit_boundary(fns, backend, monkeypatch):
     assert llvmjit.load_vector(fn.ir) is None
     monkeypatch.setattr(llvmvec, "VEC_MAX_STATEMENTS", 0)
     try:
-        fn._simd.clear()
+        _forget_batch_kernels(fn)
         xs, ys = _xy(300, seed=30)
         v, g = fn.value_and_grad(xs[::-1], ys)
-        assert fn._simd["vg"] is None
+        assert fn._vg.batch_kernel().kind == "scalar"
         rv, rg = _per_point(fn, xs[::-1], ys)
         assert_same(v, rv)
         assert_same(g, rg)
         assert_same(fn(xs[::-1], ys), rv)
     finally:
-        fn._simd.clear()
+        _forget_batch_kernels(fn)
 
 
 # -----------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-__all__ = ["Primitive", "register", "get", "names", "all_primitives", "libm_calls", "VECTOR_STRATEGIES"]
+__all__ = ["Primitive", "register", "get", "names", "all_primitives", "libm_calls", "unregister",
+           "VECTOR_STRATEGIES"]
 
 VECTOR_STRATEGIES = ("exact", "libmvec", "lanes")
 
@@ -86,6 +87,20 @@ def register(name: str, arity: Optional[int], ref: Callable[..., float], emit: C
     _TABLE[name] = prim
     _changed()
     return prim
+
+
+def unregister(name: str) -> None:
+    """Remove primitive ``name`` (a user op; the built-in ones are needed by the
+    front end). Compiled kernels that use it keep working.
+
+    Raises
+    ------
+    KeyError
+        If there is no such primitive.
+    """
+    get(name)
+    del _TABLE[name]
+    _changed()
 
 
 def get(name: str) -> Primitive:

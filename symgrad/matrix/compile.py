@@ -247,7 +247,7 @@ class CompiledLayers:
             return
         if backend == "numba":
             mod, self.cache_path, self.cache_reused = backends.load_numba(
-                self.source, "value_and_grad", batch=False)
+                self.source, "value_and_grad")
             self._vg = mod.value_and_grad
         else:
             from compiler.llvmjit import load_loops
@@ -278,7 +278,7 @@ class CompiledLayers:
         """The loss value (a forward-only kernel, compiled on first use)."""
         if self._fw is None:
             if self._backend == "numba":
-                self._fw = backends.load_numba(self.source_forward, "forward", batch=False)[0].forward
+                self._fw = backends.load_numba(self.source_forward, "forward")[0].forward
             else:
                 from compiler.llvmjit import load_loops
 
