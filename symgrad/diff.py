@@ -140,11 +140,10 @@ def reverse_sweep(graph: Graph, wrt: tuple, alg) -> list:
             if terms is None or not needs[i]:
                 continue
             node = nodes[i]
-            bar = alg.combine(terms)
-            if node.kind == SYMBOL:  # emitted last, in the order of wrt
-                adjoint[i] = bar
+            if node.kind == SYMBOL:  # summed last, in the order of wrt
+                adjoint[i] = terms
                 continue
-            bar = alg.name(i, bar)
+            bar = alg.name(i, alg.combine(terms))
             adjoint[i] = bar
             parts = alg.partials(node)
             check_partials(node.op, parts, len(node.args))
@@ -167,7 +166,7 @@ def reverse_sweep(graph: Graph, wrt: tuple, alg) -> list:
             elif idx in named:  # w repeated in wrt
                 row.append(named[idx])
             else:
-                named[idx] = alg.gradient(w, adjoint[idx])
+                named[idx] = alg.gradient(w, alg.combine(adjoint[idx]))
                 row.append(named[idx])
         rows.append(row)
     return rows
