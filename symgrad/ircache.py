@@ -206,16 +206,45 @@ def _code_token(fn) -> str:
     return h.hexdigest()
 
 
-def _op_table_token() -> bytes:
-    """The op table's rules: every op's name, impl and partials' code."""
+def _module(obj) -> str:
+    return getattr(obj, "__module__", None) or ""
+
+
+def _library_head(op) -> bool:
+    return _module(op.head).split(".")[0] in ("sympy", "symgrad")
+
+
+def _op_info(op) -> tuple:
+    """``(token, built_in)``: the op's rules as text, and whether both its head
+    and its rules come from SymPy / symgrad (not from user code)."""
+    hit = _OP_TOKENS.get(id(op))
+    if hit is None:
+        impl = op.impl if isinstance(op.impl, str) else "py:" + _code_token(op.impl)
+        token = f"{op.name!r} {op.head.__name__!r} {impl!r} {_code_token(op.partials)}"
+        built_in = _library_head(op) and _module(op.partials).startswith("symgrad.")
+        hit = _OP_TOKENS[id(op)] = (op, token, built_in)
+    return hit[1], hit[2]
+
+
+def _op_table_token(graph: Graph) -> bytes:
+    """The rules the IR of ``graph`` can depend on.
+
+    The partials of one op may use others (tanh's uses pow, mul and add), so
+    this hashes the built-in op table; user-registered ops join it only when
+    they can matter: when the graph uses one, or when one replaces a built-in
+    (then the whole table counts). Registering an unrelated op of one's own
+    leaves the keys of other expressions unchanged.
+    """
     h = hashlib.sha256()
-    for op in all_ops():
-        hit = _OP_TOKENS.get(id(op))
-        if hit is None:
-            impl = op.impl if isinstance(op.impl, str) else "py:" + _code_token(op.impl)
-            token = f"{op.name!r} {op.head.__name__!r} {impl!r} {_code_token(op.partials)}"
-            hit = _OP_TOKENS[id(op)] = (op, token)
-        h.update(hit[1].encode() + b"\n")
+    table = [(op, *_op_info(op)) for op in all_ops()]
+    user_ops = any(not built_in for _, _, built_in in table)
+    if user_ops:
+        touched = any(node.kind == OP and not _op_info(node.op)[1] for node in graph.nodes) or any(
+            not built_in and _library_head(op) for op, _, built_in in table)
+        if not touched:
+            table = [t for t in table if t[2]]
+    for token in sorted(t[1] for t in table):      # registration order does not matter
+        h.update(token.encode() + b"\n")
     return h.digest()
 
 
@@ -263,7 +292,7 @@ def structural_key(graph: Graph, slots, wrt: Sequence[sp.Symbol], n_inputs: int)
     wrt_slots = [slots.get(w, -1) for w in wrt]
     h = hashlib.sha256()
     h.update(_environment())
-    h.update(_op_table_token())
+    h.update(_op_table_token(graph))
     h.update(repr((list(op_index), list(assumption_index), graph.outputs, wrt_slots,
                    n_inputs)).encode())
     h.update("\n".join(lines).encode())
