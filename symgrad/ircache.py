@@ -162,7 +162,8 @@ _OP_TOKENS: dict = {}     # id(op) -> (op, token); op kept alive so its id stays
 
 
 def _environment() -> bytes:
-    """What the IR depends on besides the DAG: sources, versions, machine."""
+    """What the IR depends on besides the DAG: sources, versions, machine
+    (computed when this module is imported, next to loading that code)."""
     if not _FINGERPRINT:
         h = hashlib.sha256()
         root = Path(__file__).resolve().parent.parent
@@ -297,6 +298,9 @@ def structural_key(graph: Graph, slots, wrt: Sequence[sp.Symbol], n_inputs: int)
                    n_inputs)).encode())
     h.update("\n".join(lines).encode())
     return h.hexdigest()
+
+
+_environment()
 
 
 # -- entries ---------------------------------------------------------------------------

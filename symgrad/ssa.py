@@ -48,6 +48,7 @@ template (``templates``); :mod:`symgrad.ircache` tests read it."""
 _ZERO = "zero"          # a gradient entry with no adjoint: 0.0, created at finish
 _CONST_P, _GRAPH_P = 0, 1
 _TEMPLATES: dict = {}   # (id(op), arg pattern) -> (op, handles); op kept alive for its id
+_MAX_TEMPLATES = 100_000
 
 
 def _impl(op) -> str:
@@ -153,6 +154,8 @@ def _template(node, nodes) -> tuple:
                     leaves.append((OP, _impl(tn.op), tn.args))
             handles.append((_GRAPH_P, tuple(leaves), g.outputs[0]))
     handles = tuple(handles)
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:   # one per distinct constant input: keep it bounded
+        _TEMPLATES.clear()
     _TEMPLATES[key] = (node.op, handles)
     return handles
 
