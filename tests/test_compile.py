@@ -191,10 +191,17 @@ def _cases():
         ([used_1000_times], [x, y], [y]),
         ([sp.Integer(3), a, a * b], [a, b], [b]),
         ([loss], list(params), list(params)),
+        # constant adjoints summed and multiplied as SymPy constants (exactly), as the
+        # program path does: unevaluated sums of constant multiples
+        ([sp.Add(*[sp.Mul(c, x, evaluate=False) for c in (sp.Rational(1, 3), sp.Rational(2, 3),
+                                                          sp.sqrt(2))], evaluate=False),
+          sp.Mul(sp.Mul(3, x, evaluate=False),
+                 sp.Mul(sp.Mul(2, y, evaluate=False), sp.Rational(1, 3), evaluate=False),
+                 evaluate=False)], [x, y], [x, y]),
     ]
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(8))
 def test_direct_ir_computes_what_the_program_path_computes(case):
     exprs, flat, wrt = _cases()[case]
     old_vg, old_fw = _program_path_ir(exprs, flat, wrt)
