@@ -96,9 +96,10 @@ _PLAIN = assumptions_token(sp.Symbol("t"))   # forward values: plain symbols
 def _template(node, nodes) -> tuple:
     """The partials of ``node``'s op for its argument pattern (built once)."""
     pattern = []
+    first_at: dict = {}
     for j, c in enumerate(node.args):
         arg = nodes[c]
-        first = node.args.index(c)
+        first = first_at.setdefault(c, j)
         if first < j:
             pattern.append(("same", first))
         elif arg.kind == CONST:
