@@ -180,7 +180,8 @@ class Function:
         if _BIG_ENDIAN:
             for a in (words, consts, outs):
                 a.byteswap()
-        instrs = []
+        instrs: list = []
+        append = instrs.append
         w, n_consts = 0, 0
         for i in range(n_instrs):
             if w + 2 > n_words:
@@ -193,12 +194,12 @@ class Function:
             if op == INPUT:
                 if x >= n_inputs:
                     raise ValueError(f"IR bytes: input slot {x} out of range 0..{n_inputs - 1}")
-                instrs.append(Instr(INPUT, (x,)))
+                append(Instr(INPUT, (x,)))
             elif op == CONST:
                 if x != n_consts or x >= len(consts):
                     raise ValueError("IR bytes: constants out of order")
                 n_consts += 1
-                instrs.append(Instr(CONST, (consts[x],)))
+                append(Instr(CONST, (consts[x],)))
             else:
                 if w + x > n_words:
                     raise ValueError("IR bytes: instruction stream ends early")
@@ -207,10 +208,10 @@ class Function:
                 want = arities[k]
                 if want is not None and x != want:
                     raise ValueError(f"IR bytes: {op} with {x} arguments")
-                for a in args:
-                    if a >= i:
-                        raise ValueError(f"IR bytes: value v{i} uses v{a}, not defined before it")
-                instrs.append(Instr(op, args))
+                if args and max(args) >= i:
+                    raise ValueError(f"IR bytes: value v{i} uses v{max(args)}, "
+                                     f"not defined before it")
+                append(Instr(op, args))
         if w != n_words or n_consts != len(consts):
             raise ValueError("IR bytes: trailing words or constants")
         for v in outs:
