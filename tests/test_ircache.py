@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import symgrad as sg
 from compiler.ir import Builder, Function, Instr
-from symgrad import ircache, ssa
+from symgrad import ircache
 from symgrad.graph import lower
 from symgrad.ircache import IRCacheWarning, structural_key
 
