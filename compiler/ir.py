@@ -15,19 +15,39 @@ holds a number. Outputs are value ids written to the flat output vector.
 and :meth:`Builder.finish` removes dead code and renumbers values densely in
 creation order, so one front-end program always gives byte-identical IR
 (stable cache keys). The module knows nothing about SymPy.
+
+:meth:`Function.to_bytes` / :meth:`Function.from_bytes` store a function
+compactly and exactly (constants as their IEEE-754 bits: ``-0.0``, infinities
+and NaN payloads survive), with no ``pickle`` or ``eval``: the reader parses a
+fixed little-endian layout and rejects anything out of place (a value used
+before it is defined, an input slot out of range, an op :mod:`compiler.runtime`
+does not define or called with the wrong number of arguments, trailing bytes),
+so bytes read back from a disk cache are data, never code.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import Sequence
 
 from compiler import runtime
 
-__all__ = ["Instr", "Function", "Builder"]
+__all__ = ["Instr", "Function", "Builder", "FORMAT_VERSION"]
 
 INPUT, CONST = "input", "const"
+
+FORMAT_VERSION = 1
+"""Version of the :meth:`Function.to_bytes` layout."""
+_MAGIC = b"SGIR"
+_HEAD = struct.Struct("<4sHHIIII")   # magic, version, n_names, n_inputs, n_instrs, n_outputs, n_words
+_MAX_NAME = 64
+_BIG_ENDIAN = sys.byteorder == "big"
+assert array("I").itemsize == 4 and array("d").itemsize == 8
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,139 @@ class Function:
     def n_outputs(self) -> int:
         return len(self.outputs)
 
+    def to_bytes(self) -> bytes:
+        """The function as bytes: exact, compact, and the same bytes for equal functions.
+
+        Layout (little-endian): a header (magic ``SGIR``, format version, the
+        number of op names, inputs, instructions, outputs and 32-bit words),
+        the op names (length byte + ASCII), one 32-bit word stream (per
+        instruction: op index, then the input slot, the constant's index, or
+        the argument count and argument ids), the constants as float64 bits,
+        then the output ids as 32-bit words.
+
+        Examples
+        --------
+        >>> from compiler.ir import Builder, Function
+        >>> b = Builder(1)
+        >>> f = b.finish([b.op("mul", b.input(0), b.const(-0.0))])
+        >>> Function.from_bytes(f.to_bytes()) == f
+        True
+        """
+        names: dict = {}
+        words = array("I")
+        consts = array("d")
+        for ins in self.instrs:
+            k = names.setdefault(ins.op, len(names))
+            words.append(k)
+            if ins.op == INPUT:
+                words.append(ins.args[0])
+            elif ins.op == CONST:
+                words.append(len(consts))
+                consts.append(ins.args[0])
+            else:
+                words.append(len(ins.args))
+                words.extend(ins.args)
+        outs = array("I", self.outputs)
+        table = b"".join(bytes([len(n)]) + n.encode("ascii") for n in names)
+        if _BIG_ENDIAN:
+            for a in (words, consts, outs):
+                a.byteswap()
+        head = _HEAD.pack(_MAGIC, FORMAT_VERSION, len(names), self.n_inputs, len(self.instrs),
+                          len(self.outputs), len(words))
+        return head + table + words.tobytes() + consts.tobytes() + outs.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Function":
+        """Parse :meth:`to_bytes` output, validating everything.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not exactly one well-formed function: wrong magic or
+            version, a truncated or overlong buffer, an unknown op or a wrong
+            argument count for it, an argument or output that is not an
+            earlier value, an input slot out of range.
+        """
+        data = bytes(data)
+        if len(data) < _HEAD.size:
+            raise ValueError("IR bytes: truncated header")
+        magic, version, n_names, n_inputs, n_instrs, n_outputs, n_words = _HEAD.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("IR bytes: not a symgrad IR function (bad magic)")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"IR bytes: format version {version}, expected {FORMAT_VERSION}")
+        pos = _HEAD.size
+        names = []
+        for _ in range(n_names):
+            if pos >= len(data):
+                raise ValueError("IR bytes: truncated op-name table")
+            n = data[pos]
+            name = data[pos + 1:pos + 1 + n]
+            pos += 1 + n
+            if len(name) != n or not n or n > _MAX_NAME:
+                raise ValueError("IR bytes: bad op name")
+            try:
+                text = name.decode("ascii")
+            except UnicodeDecodeError:
+                raise ValueError("IR bytes: op name is not ASCII") from None
+            if not text.isidentifier() or text in names:
+                raise ValueError(f"IR bytes: bad op name {text!r}")
+            names.append(text)
+        arities = [_arity(n) for n in names]
+        word_end = pos + 4 * n_words
+        if word_end > len(data):
+            raise ValueError("IR bytes: truncated instruction stream")
+        words = array("I")
+        words.frombytes(data[pos:word_end])
+        rest = len(data) - word_end - 4 * n_outputs
+        if rest < 0 or rest % 8:
+            raise ValueError("IR bytes: truncated or overlong constants/outputs")
+        consts = array("d")
+        consts.frombytes(data[word_end:word_end + rest])
+        outs = array("I")
+        outs.frombytes(data[word_end + rest:])
+        if _BIG_ENDIAN:
+            for a in (words, consts, outs):
+                a.byteswap()
+        instrs: list = []
+        append = instrs.append
+        w, n_consts = 0, 0
+        for i in range(n_instrs):
+            if w + 2 > n_words:
+                raise ValueError("IR bytes: instruction stream ends early")
+            k, x = words[w], words[w + 1]
+            w += 2
+            if k >= n_names:
+                raise ValueError(f"IR bytes: op index {k} out of range")
+            op = names[k]
+            if op == INPUT:
+                if x >= n_inputs:
+                    raise ValueError(f"IR bytes: input slot {x} out of range 0..{n_inputs - 1}")
+                append(Instr(INPUT, (x,)))
+            elif op == CONST:
+                if x != n_consts or x >= len(consts):
+                    raise ValueError("IR bytes: constants out of order")
+                n_consts += 1
+                append(Instr(CONST, (consts[x],)))
+            else:
+                if w + x > n_words:
+                    raise ValueError("IR bytes: instruction stream ends early")
+                args = tuple(words[w:w + x])
+                w += x
+                want = arities[k]
+                if want is not None and x != want:
+                    raise ValueError(f"IR bytes: {op} with {x} arguments")
+                if args and max(args) >= i:
+                    raise ValueError(f"IR bytes: value v{i} uses v{max(args)}, "
+                                     f"not defined before it")
+                append(Instr(op, args))
+        if w != n_words or n_consts != len(consts):
+            raise ValueError("IR bytes: trailing words or constants")
+        for v in outs:
+            if v >= n_instrs:
+                raise ValueError(f"IR bytes: output v{v} out of range")
+        return cls(n_inputs, tuple(instrs), tuple(outs))
+
     def evaluate(self, inputs: Sequence[float]) -> list:
         """Run the program with :mod:`compiler.runtime` (the reference semantics)."""
         if len(inputs) != self.n_inputs:
@@ -79,6 +232,24 @@ class Function:
             else:
                 vals[i] = runtime.lookup(ins.op)(*[vals[a] for a in ins.args])
         return [vals[v] for v in self.outputs]
+
+
+_ARITY: dict = {}
+
+
+def _arity(name: str):
+    """Argument count of a runtime op (``None``: variadic); ValueError if unknown."""
+    if name in (INPUT, CONST):
+        return 1
+    if name not in _ARITY:
+        try:
+            fn = runtime.lookup(name)
+        except KeyError:
+            raise ValueError(f"IR bytes: unknown op {name!r}") from None
+        params = list(inspect.signature(fn).parameters.values())
+        variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        _ARITY[name] = None if variadic else len(params)
+    return _ARITY[name]
 
 
 def _const_key(x: float):

@@ -28,7 +28,7 @@ from compiler.kernel import Kernel, llvm_supports
 from compiler.signature import Signature
 from symgrad.diff import _as_expr, _program
 from symgrad.graph import lower
-from symgrad.lowering import program_to_ir
+from symgrad.ircache import front_end_ir
 
 __all__ = ["compile", "CompiledFunction"]
 
@@ -84,19 +84,37 @@ class CompiledFunction:
                 f"free symbols {', '.join(map(str, unbound))} are not in args; "
                 f"add them to args (or substitute numbers for them)")
 
-        self.program = _program(exprs, self.wrt, multi=len(exprs) > 1)
-        slots = {s: i for i, s in enumerate(self._flat)}
+        # the IR straight from the DAG (or the front-end cache); the SymPy program,
+        # the Python source: built on first use (properties below)
         self.n_inputs = len(self._flat)
         self.n_outputs = len(exprs)
-        grads = [g for row in self.program.gradients for g in row]
-        values = list(self.program.outputs)
-        self.ir, self.ir_forward = program_to_ir(self.program, slots, self.n_inputs,
-                                                 values + grads, values)
-        self.source = python_source(self.ir, "value_and_grad")
-        self.source_forward = python_source(self.ir_forward, "forward")
+        self.ir, self.ir_forward = front_end_ir(exprs, self._flat, self.wrt)
+        self._program = self._source = self._source_forward = None
         self.backend = backend if backend != "auto" else self._auto_backend()
         self._hessian_fn: Optional[CompiledFunction] = None
         self._load()
+
+    @property
+    def program(self):
+        """The gradient program (:class:`~symgrad.program.GradientProgram`: the
+        formulas), built on first use: compiling does not need it."""
+        if self._program is None:
+            self._program = _program(self.exprs, self.wrt, multi=len(self.exprs) > 1)
+        return self._program
+
+    @property
+    def source(self) -> str:
+        """Python source of the value-and-gradient kernel (built on first use)."""
+        if self._source is None:
+            self._source = python_source(self.ir, "value_and_grad")
+        return self._source
+
+    @property
+    def source_forward(self) -> str:
+        """Python source of the forward kernel (built on first use)."""
+        if self._source_forward is None:
+            self._source_forward = python_source(self.ir_forward, "forward")
+        return self._source_forward
 
     def _auto_backend(self) -> str:
         return "llvm" if llvm_supports(self.ir) else "numba"

@@ -1,7 +1,7 @@
 """Reverse-mode differentiation over the DAG, and the public API built on it.
 
-The driver is the textbook one (micrograd's ``backward``, with SymPy
-expressions instead of floats):
+The driver (:func:`reverse_sweep`) is the textbook one (micrograd's
+``backward``, with SymPy expressions instead of floats):
 
 1. lower the outputs to a DAG (:mod:`symgrad.graph`);
 2. name every op node: the forward steps ``t_k = op(children)``;
@@ -11,6 +11,10 @@ expressions instead of floats):
    taken from the op table. Only nodes that depend on a ``wrt`` symbol get
    adjoints, and a single-term adjoint that is already a name or a number is
    an alias, not a new step.
+
+The same driver, with values kept as IR value ids instead of names, emits
+SSA IR straight from the DAG for compiled functions (:mod:`symgrad.ssa`):
+the SymPy program here is built only when someone asks for formulas.
 
 Each node's rule runs once, and every step expression has a size bounded by
 its op's rule, so building the program is linear in the DAG's size; there is
@@ -83,87 +87,149 @@ def _times(bar: sp.Basic, p: sp.Basic) -> sp.Basic:
     return sp.Mul(bar, p, evaluate=False)
 
 
-def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientProgram:
+def check_partials(op, parts, n_args: int) -> None:
+    """A partials rule must return one entry per input (the driver's check)."""
+    if len(parts) != n_args:
+        raise ValueError(
+            f"the partials rule of op {op.name!r} returned {len(parts)} entries "
+            f"for {n_args} inputs; it must return one per input")
+
+
+def reverse_sweep(graph: Graph, wrt: tuple, alg) -> list:
+    """Reverse mode over ``graph``, with the values and adjoints kept by ``alg``.
+
+    The one driver behind both products of reverse mode: the SymPy gradient
+    program (:class:`_ProgramAlgebra`, named steps) and the SSA IR that
+    :func:`symgrad.ssa.value_and_grad_ir` emits straight from the DAG. The
+    algebra supplies
+
+    * ``forward(node)``: the value of an op node (called in topological order);
+    * ``begin(k)``: start the sweep of output ``k``; ``seed``: its adjoint term;
+    * ``partials(node)``: one handle per input (``None``: no gradient flows);
+    * ``term(p)``: a usable partial handle, or ``None`` if it is zero;
+    * ``combine(terms)``: the adjoint from the ``(bar, partial)`` terms its
+      parents pushed, left to right (fan-out accumulates);
+    * ``name(i, bar)``: the adjoint of op node ``i`` as a value its children use;
+    * ``gradient(w, bar)`` and ``zero``: the entry of the gradient row for ``w``.
+
+    Returns one gradient row per output (entries from ``gradient`` or ``zero``).
+    """
     nodes = graph.nodes
     n = len(nodes)
-
-    # forward steps: one name per op node
-    atom = [None] * n
-    steps: list = []
-    forward_exprs = {}
-    tprefix = namer.prefix("t")
-    k = 0
     for node in nodes:
         if node.kind == OP:
-            name = namer.fresh(f"{tprefix}{k}")
-            k += 1
-            atom[node.index] = name
-            steps.append(Step(name, node.op.rebuild(*[atom[c] for c in node.args]), "forward"))
-            forward_exprs[name] = node.expr
-        else:
-            atom[node.index] = node.expr
+            alg.forward(node)
 
     # which nodes depend on a wrt symbol (and so need adjoints)
-    wrt_ids = {graph.index_of(w) for w in wrt} - {None}
+    wrt_ids = tuple(i for i in (graph.index_of(w) for w in wrt) if i is not None)
     needs = [False] * n
+    for i in wrt_ids:
+        needs[i] = True
     for node in nodes:
-        if node.kind == SYMBOL:
-            needs[node.index] = node.index in wrt_ids
-        elif node.kind == OP:
+        if node.kind == OP:
             needs[node.index] = any(needs[c] for c in node.args)
 
-    outputs = [atom[o] for o in graph.outputs]
-    gradients = []
+    rows = []
     for k_out, out in enumerate(graph.outputs):
-        suffix = f"_bar{k_out}" if multi else "_bar"
+        alg.begin(k_out)
         contributions: list = [None] * n
-        contributions[out] = [S.One]
+        contributions[out] = [alg.seed]
         adjoint = [None] * n
         for i in range(out, -1, -1):
             terms = contributions[i]
             if terms is None or not needs[i]:
                 continue
             node = nodes[i]
-            bar = terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
-            if node.kind == SYMBOL:  # emitted last, in the order of wrt
-                adjoint[i] = bar
+            if node.kind == SYMBOL:  # summed last, in the order of wrt
+                adjoint[i] = terms
                 continue
-            if not bar.is_Atom:
-                name = namer.fresh(f"{atom[i]}{suffix}")
-                steps.append(Step(name, bar, "adjoint"))
-                bar = name
+            bar = alg.name(i, alg.combine(terms))
             adjoint[i] = bar
-            parts = node.op.partials(atom[i], *[atom[c] for c in node.args])
-            if len(parts) != len(node.args):
-                raise ValueError(
-                    f"the partials rule of op {node.op.name!r} returned {len(parts)} entries "
-                    f"for {len(node.args)} inputs; it must return one per input")
+            parts = alg.partials(node)
+            check_partials(node.op, parts, len(node.args))
             for c, p in zip(node.args, parts):
                 if p is None or not needs[c]:
                     continue
-                p = sp.sympify(p, strict=True)
-                if p.is_Number and p.is_zero:
+                p = alg.term(p)
+                if p is None:
                     continue
-                term = _times(bar, p)
                 if contributions[c] is None:
-                    contributions[c] = [term]
+                    contributions[c] = [(bar, p)]
                 else:
-                    contributions[c].append(term)
+                    contributions[c].append((bar, p))
         row = []
         named: dict = {}
         for w in wrt:
             idx = graph.index_of(w)
             if idx is None or adjoint[idx] is None:
-                row.append(S.Zero)
+                row.append(alg.zero)
             elif idx in named:  # w repeated in wrt
                 row.append(named[idx])
             else:
-                name = namer.fresh(f"{w}{suffix}")
-                steps.append(Step(name, adjoint[idx], "adjoint"))
-                named[idx] = name
-                row.append(name)
-        gradients.append(row)
-    return GradientProgram(wrt, steps, outputs, gradients, forward_exprs, graph.n_nodes)
+                named[idx] = alg.gradient(w, alg.combine(adjoint[idx]))
+                row.append(named[idx])
+        rows.append(row)
+    return rows
+
+
+class _ProgramAlgebra:
+    """Values as names and SymPy step expressions: the gradient program."""
+
+    zero = S.Zero
+    seed = (S.One, None)          # the output's adjoint: the term 1 (no partial)
+
+    def __init__(self, graph: Graph, namer: Namer, multi: bool) -> None:
+        self.graph, self.namer, self.multi = graph, namer, multi
+        self.atom = [None if node.kind == OP else node.expr for node in graph.nodes]
+        self.steps: list = []
+        self.forward_exprs: dict = {}
+        self.tprefix = namer.prefix("t")
+        self.k = 0
+        self.suffix = "_bar"
+
+    def forward(self, node) -> None:
+        atom = self.atom
+        name = self.namer.fresh(f"{self.tprefix}{self.k}")
+        self.k += 1
+        atom[node.index] = name
+        self.steps.append(Step(name, node.op.rebuild(*[atom[c] for c in node.args]), "forward"))
+        self.forward_exprs[name] = node.expr
+
+    def begin(self, k_out: int) -> None:
+        self.suffix = f"_bar{k_out}" if self.multi else "_bar"
+
+    def partials(self, node) -> tuple:
+        atom = self.atom
+        return node.op.partials(atom[node.index], *[atom[c] for c in node.args])
+
+    @staticmethod
+    def term(p):
+        p = sp.sympify(p, strict=True)
+        return None if p.is_Number and p.is_zero else p
+
+    @staticmethod
+    def combine(terms: list) -> sp.Basic:
+        exprs = [bar if p is None else _times(bar, p) for bar, p in terms]
+        return exprs[0] if len(exprs) == 1 else sp.Add(*exprs, evaluate=False)
+
+    def name(self, i: int, bar: sp.Basic) -> sp.Basic:
+        if bar.is_Atom:
+            return bar
+        name = self.namer.fresh(f"{self.atom[i]}{self.suffix}")
+        self.steps.append(Step(name, bar, "adjoint"))
+        return name
+
+    def gradient(self, w: sp.Symbol, bar: sp.Basic) -> sp.Symbol:
+        name = self.namer.fresh(f"{w}{self.suffix}")
+        self.steps.append(Step(name, bar, "adjoint"))
+        return name
+
+
+def _reverse(graph: Graph, wrt: tuple, namer: Namer, multi: bool) -> GradientProgram:
+    alg = _ProgramAlgebra(graph, namer, multi)
+    gradients = reverse_sweep(graph, wrt, alg)
+    outputs = [alg.atom[o] for o in graph.outputs]
+    return GradientProgram(wrt, alg.steps, outputs, gradients, alg.forward_exprs, graph.n_nodes)
 
 
 def _program(outputs: list, wrt: tuple, multi: bool) -> GradientProgram:

@@ -8,6 +8,11 @@ explicit stack: no recursion, so a 100,000-deep chain lowers fine, and the
 same expression always gives the same node order (and so byte-identical
 programs and generated code).
 
+:func:`lower` remembers its last result: SymPy expressions are immutable, so
+the same expression objects (checked by identity, together with the op
+table) give the same graph, and compiling, which lowers its outputs once to
+check the arguments and once to build the IR, walks the expression once.
+
 Subtrees without free symbols (``sqrt(2)``, ``pi/4``) are folded into single
 constant leaves; symbols are variable leaves; everything else must have an
 entry in the op table (:mod:`symgrad.ops`) or lowering raises
@@ -21,7 +26,7 @@ from typing import Iterable, Optional, Sequence
 import sympy as sp
 
 from symgrad.errors import UnsupportedOperation
-from symgrad.ops.registry import Op, lookup_op, unsupported
+from symgrad.ops.registry import Op, all_ops, lookup_op, unsupported
 
 __all__ = ["Node", "Graph", "lower", "constant_value"]
 
@@ -148,6 +153,21 @@ def lower(outputs: Sequence[sp.Basic] | sp.Basic) -> Graph:
     for i, r in enumerate(roots):
         if not isinstance(r, sp.Basic):
             raise TypeError(f"output {i} is {type(r).__name__}, not a SymPy expression")
+    ops = all_ops()
+    if _LAST:
+        last_roots, last_ops, last_graph = _LAST
+        if (len(last_roots) == len(roots) and all(a is b for a, b in zip(roots, last_roots))
+                and len(last_ops) == len(ops) and all(a is b for a, b in zip(ops, last_ops))):
+            return last_graph
+    graph = _lower(roots)
+    _LAST[:] = (tuple(roots), ops, graph)   # strong references: the ids stay unique
+    return graph
+
+
+_LAST: list = []   # (roots, op table, graph) of the last call
+
+
+def _lower(roots: list) -> Graph:
 
     nodes: list[Node] = []
     by_key: dict = {}

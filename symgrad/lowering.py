@@ -1,8 +1,15 @@
-"""From gradient programs (SymPy steps) to the compiler's SSA IR.
+"""From SymPy expressions and gradient programs (SymPy steps) to SSA IR.
 
-Each step expression is lowered through the op table: an op node becomes
-``builder.op(op.impl, ...)`` and a named value refers to the IR value of its
-step. The IR builder then hash-conses and constant-folds across steps.
+:func:`emit_expr` lowers one expression through the op table: an op node
+becomes ``builder.op(op.impl, ...)``, a symbol the IR value its caller gives.
+The layer-level compiler (:mod:`symgrad.matrix.compile`) emits elementwise
+bodies with it.
+
+:func:`program_to_ir` lowers a printed :class:`~symgrad.program.GradientProgram`
+step by step (SymPy -> DAG -> SymPy steps -> DAG -> IR). Compiled functions
+do not go this way: :mod:`symgrad.ssa` emits their IR straight from the DAG
+in one pass; this path stays as the IR of the formulas a user sees, and the
+tests hold the two to the same numbers.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ whose steps are small SymPy expressions over earlier names: first one step per
 op node of the DAG (``t3 = tanh(t2)``), then one step per adjoint that is not
 trivially an alias (``t2_bar = t3_bar*(1 - t3**2)``), ending with ``x_bar``
 for every variable differentiated. Each intermediate is named once; nothing is
-recomputed. It is what ``print`` shows, what :func:`symgrad.grad` inlines into
-plain SymPy expressions, and what the compiler consumes.
+recomputed. It is what ``print`` shows and what :func:`symgrad.grad` inlines into
+plain SymPy expressions; compiled functions build theirs only on request
+(their IR comes straight from the DAG: :mod:`symgrad.ssa`).
 """
 
 from __future__ import annotations
