@@ -142,15 +142,35 @@ class FileStore:
             pass
 
 
-def _store() -> Optional[FileStore]:
+class VerifiedStore:
+    """The :class:`FileStore` interface over the back end's verified cache
+    (:mod:`compiler.objcache`: HMAC-tagged entries, atomic writes, a private
+    directory), so a planted or damaged entry is removed before it is parsed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def read(self, name: str) -> Optional[bytes]:
+        from compiler import objcache
+
+        return objcache.load(name)
+
+    def write(self, name: str, data: bytes) -> bool:
+        from compiler import objcache
+
+        return objcache.store(name, data) is not None
+
+    def discard(self, name: str) -> None:
+        FileStore(self.directory).discard(name)
+
+
+def _store() -> Optional[VerifiedStore]:
     if os.environ.get("SYMGRAD_IR_CACHE", "1") == "0":
         return None
     from compiler.backends import cache_dir
 
-    try:
-        return FileStore(cache_dir() / "ir")
-    except OSError:
-        return None
+    directory = cache_dir()
+    return VerifiedStore(directory) if directory is not None else None
 
 
 # -- the key ---------------------------------------------------------------------------
@@ -364,7 +384,7 @@ def front_end_ir(exprs: list, flat: Sequence[sp.Symbol], wrt: Sequence[sp.Symbol
         key = name = None
         if store is not None:
             key = structural_key(graph, slots, wrt, n_inputs)
-            name = f"{key}.sgir"
+            name = f"symgrad_ir_{key}.sgir"
             data = store.read(name)
             if data is not None:
                 try:

@@ -221,7 +221,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _entries(cache: Path) -> list:
-    return sorted((cache / "ir").glob("*.sgir"))
+    return sorted(cache.glob("symgrad_ir_*.sgir"))
 
 
 def _check_numbers(fn) -> None:
@@ -331,21 +331,30 @@ def _corrupt_valid_checksum_bad_ir(data: bytes, other: bytes) -> bytes:
 
 @pytest.mark.parametrize("corrupt", [_corrupt_flip, _corrupt_truncate, _corrupt_foreign,
                                      _corrupt_garbage, _corrupt_valid_checksum_bad_ir])
-def test_bad_entries_are_recomputed(cache, corrupt):
+@pytest.mark.parametrize("sealed", [False, True])
+def test_bad_entries_are_recomputed(cache, corrupt, sealed):
+    """Damage to the file fails the verified cache's HMAC (compiler.objcache):
+    removed before it is parsed. A correctly sealed entry whose contents are
+    wrong (written with the key: the same user) fails the entry's own checks."""
+    from compiler import objcache
+
     sg.compile(sp.sin(x) * y + z, [x, y, z], backend="python")
     other_path, = _entries(cache)
-    other = other_path.read_bytes()
+    other, other_file = objcache.load(other_path.name), other_path.read_bytes()
     other_path.unlink()
     fn = sg.compile(F, [x, y, z], backend="python")
     path, = _entries(cache)
-    good = path.read_bytes()
-    path.write_bytes(corrupt(good, other))
+    good_file = path.read_bytes()
+    good = objcache.load(path.name)
+    bad = corrupt(good, other)
+    path.write_bytes(objcache.seal(path.name, bad) if sealed else corrupt(good_file, other_file))
     before = dict(ircache.stats)
-    with pytest.warns(IRCacheWarning, match="recomputing"):
+    warning = IRCacheWarning if sealed else objcache.CacheWarning
+    with pytest.warns(warning):
         fn2 = sg.compile(F, [x, y, z], backend="python")
-    assert ircache.stats["rejected"] == before["rejected"] + 1
+    assert ircache.stats["rejected"] == before["rejected"] + int(sealed)
     assert ircache.stats["misses"] == before["misses"] + 1
-    assert path.read_bytes() == good          # replaced by a fresh, identical entry
+    assert objcache.load(path.name) == good   # replaced by a fresh, identical entry
     assert fn2.ir.to_bytes() == fn.ir.to_bytes()
     _check_numbers(fn2)
 
@@ -354,8 +363,7 @@ def test_bad_entries_are_recomputed(cache, corrupt):
 def read_only(cache, monkeypatch):
     """The ``ir`` directory made read-only; as root (who may write anyway) file
     creation in it is refused the way the kernel refuses it to other users."""
-    ir_dir = cache / "ir"
-    ir_dir.mkdir(exist_ok=True)
+    ir_dir = cache
 
     def lock():
         ir_dir.chmod(0o555)
@@ -368,7 +376,7 @@ def read_only(cache, monkeypatch):
                 return real_open(path, flags, *args, **kwargs)
             monkeypatch.setattr(os, "open", refusing_open)
     yield lock
-    ir_dir.chmod(0o755)
+    ir_dir.chmod(0o700)
 
 
 def test_read_only_cache_dir_compiles_without_caching(read_only, cache):
@@ -378,7 +386,7 @@ def test_read_only_cache_dir_compiles_without_caching(read_only, cache):
     _check_numbers(fn)
     assert ircache.stats["stores"] == before["stores"]
     assert _entries(cache) == []
-    assert not any(p.name.endswith(".tmp") for p in (cache / "ir").iterdir())
+    assert not any(p.name.endswith(".tmp") for p in cache.iterdir())
 
 
 def test_read_only_cache_dir_still_serves_hits(read_only, cache):
@@ -406,7 +414,7 @@ def test_cache_can_be_turned_off(cache, monkeypatch):
     fn = sg.compile(F, [x, y, z], backend="python")
     _check_numbers(fn)
     assert ircache.stats["misses"] == before["misses"] + 1
-    assert not (cache / "ir").exists() or _entries(cache) == []
+    assert _entries(cache) == []
 
 
 def test_file_store_writes_atomically_with_private_permissions(tmp_path):
