@@ -64,9 +64,9 @@ def check_activation(activation: Any) -> str:
             if op.head is activation and _is_activation(op):
                 return op.name
     raise ValueError(
-        f"activation must be 'linear' or a unary op of the op table (by name or SymPy head): "
-        f"{', '.join(repr(n) for n in activations())}; got {activation!r}. A new one is one "
-        f"call away: sg.register_op(sympy.Function('name'), decompose=lambda a: ...)")
+        f"activation must be one of {activations()} ('linear' or a unary op of the op "
+        f"table, by name or SymPy head), got {activation!r}; add your own with "
+        f"sg.register_op(sympy.Function('name'), decompose=lambda a: <SymPy expression of a>)")
 
 
 def activation_op(name: str) -> Optional[Op]:

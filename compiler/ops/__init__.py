@@ -20,7 +20,10 @@ A record holds everything the back end knows about an op, side by side:
 
 Every list of ops the back end needs (what the LLVM back end supports, what
 the runtimes export, what SIMD kernels vectorise) is derived from these
-records; :func:`register` adds one (user ops included).
+records; :func:`register` adds one. User ops get theirs from
+:mod:`compiler.ops.user`: from a decomposition into existing primitives (an
+SSA program whose template is its parts' templates) or from a Python forward
+(compiled with Numba; llvm kernels call it through a registered symbol).
 """
 
 from __future__ import annotations

@@ -193,10 +193,10 @@ def reference_source(fn: Function, name: str) -> str:
     >>> y = b.op("div", x, b.op("add", b.const(1.0), b.op("abs_", x)))
     >>> print(reference_source(b.finish([y]), "softsign"), end="")
     def softsign(a0):
-        v1 = _rt.abs_(a0)
-        v2 = 1.0 + v1
-        v3 = _rt.div(a0, v2)
-        return v3
+        v2 = _rt.abs_(a0)
+        v3 = 1.0 + v2
+        v4 = _rt.div(a0, v3)
+        return v4
     """
     if len(fn.outputs) != 1:
         raise ValueError(f"a decomposition has one output, got {len(fn.outputs)}")
@@ -326,9 +326,10 @@ def _arity(fn: Callable) -> Optional[int]:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return None
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None
-    return len(params)
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and p.default is p.empty)
 
 
 def register_forward(base: str, forward: Callable[..., float], arity: int,
@@ -345,8 +346,11 @@ def register_forward(base: str, forward: Callable[..., float], arity: int,
     Raises
     ------
     NativeForwardError
-        When a native kernel first needs the op and Numba cannot compile
-        ``forward`` (the message says what to do instead).
+        When a native kernel is first compiled with the op and Numba cannot
+        compile ``forward`` (the message says what to do instead): llvm
+        kernels when they are generated, numba kernels when Numba compiles
+        them (their first call). The reference (python back end, tape
+        engine) runs any Python forward.
 
     Examples
     --------
@@ -419,22 +423,26 @@ def _with_signature(fn: Callable, arity: int) -> Callable:
 
 
 def _compiled(base: str, forward: Callable, arity: int):
-    """``forward`` jitted for float64 arguments, or :class:`NativeForwardError`."""
+    """``forward`` jitted, checked on float64 arguments (called as the kernels
+    call it, so default arguments apply), or :class:`NativeForwardError`."""
     import numba
-    from numba.core.errors import NumbaError
 
     try:
         jitted = forward if isinstance(forward, numba.core.dispatcher.Dispatcher) \
             else numba.njit(error_model="numpy")(forward)
-        jitted.compile((numba.float64,) * arity)
-    except NumbaError as err:
-        first = str(err).strip().splitlines()
-        reason = next((ln.strip() for ln in first if ln.strip() and "Failed in" not in ln), "")
+        params = ", ".join(f"a{k}" for k in range(arity))
+        namespace: dict = {"_f": jitted}
+        exec(f"def call({params}):\n    return _f({params})\n", namespace)  # noqa: S102 - fixed text
+        caller = numba.njit(error_model="numpy")(namespace["call"])
+        caller.compile((numba.float64,) * arity)
+        returns = caller.nopython_signatures[-1].return_type
+    except Exception as err:   # any failure to compile: Numba's typing errors and others
+        lines = [ln.strip() for ln in str(err).strip().splitlines()]
+        reason = next((ln for ln in lines if ln and "Failed in" not in ln), type(err).__name__)
         raise NativeForwardError(
             f"the forward of op {base!r} does not compile with Numba, so no native back end "
             f"(llvm, numba) can run it ({reason[:200]}). Fix: {_fix(base)}. The python "
             f"back end and the tape engine (sg.Value, sg.tape.replay) still run it.") from None
-    returns = jitted.overloads[(numba.float64,) * arity].signature.return_type
     if not isinstance(returns, (numba.types.Float, numba.types.Integer, numba.types.Boolean)):
         raise NativeForwardError(
             f"the forward of op {base!r} returns {returns} under Numba, not a float. "

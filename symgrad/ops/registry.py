@@ -199,7 +199,7 @@ def register_op(
     >>> op = sg.register_op(softsign, decompose=lambda a: a / (1 + sp.Abs(a)))
     >>> x = sp.Symbol("x")
     >>> f = sg.compile(softsign(x) * x, [x])
-    >>> f(3.0), f.grad(3.0)[0]                    # 9/4 and d/dx x**2/(1+x) = 15/16
+    >>> f(3.0), float(f.grad(3.0)[0])             # 9/4 and d/dx x**2/(1+x) = 15/16
     (2.25, 0.9375)
     >>> sg.Value(0.5).softsign_doc().data
     0.3333333333333333
@@ -289,8 +289,7 @@ def _op_arity(op_name: str, partials, decompose, forward, impl) -> Optional[int]
                          f"one by one (lambda a, b: ...), not *args")
     counts = []
     if partials is not None:
-        n = _n_params(partials)
-        counts.append(("partials (after `out`)", None if n is None else n - 1))
+        counts.append(("partials (after `out`)", _arity_of(partials)))
     if decompose is not None:
         counts.append(("decompose", _n_params(decompose)))
     if forward is not None and impl is None:
@@ -303,9 +302,16 @@ def _op_arity(op_name: str, partials, decompose, forward, impl) -> Optional[int]
 
 
 def _n_params(fn: Callable) -> Optional[int]:
-    """How many positional parameters ``fn`` takes; None for ``*args`` or no signature."""
-    n = _arity_of(fn)
-    return None if n is None else n + 1
+    """How many positional parameters without a default ``fn`` takes; None for
+    ``*args`` or no signature."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and p.default is p.empty)
 
 
 def _check_impl(op_name: str, impl: str, arity: Optional[int]) -> None:
@@ -388,7 +394,11 @@ def unsupported(expr: sp.Basic) -> UnsupportedOperation:
                 else f"{getattr(func, '__module__', 'sympy')}.{fname}")
     return UnsupportedOperation(
         f"symgrad has no derivative rule for '{fname}' (in {_short(expr)}).\n"
-        f"Register one, e.g.:\n"
+        f"Register one, e.g. as a decomposition into supported functions (compiled on "
+        f"every back end, partials derived):\n"
+        f"    sg.register_op({head_src},\n"
+        f"                   decompose=lambda {argnames}: <SymPy expression of {argnames}>)\n"
+        f"or with a numeric forward (Numba-compilable) and its partials:\n"
         f"    sg.register_op({head_src},\n"
         f"                   partials=lambda out, {argnames}: ({parts},),\n"
         f"                   forward=<float function of {argnames}>)\n"

@@ -55,8 +55,8 @@ def decomposition_program(name: str, decompose: Callable, arity: int) -> Functio
     >>> import sympy as sp
     >>> print(decomposition_program("softsign", lambda a: a / (1 + sp.Abs(a)), 1))
     v0 = in[0]
-    v1 = abs_(v0)
-    v2 = 1.0
+    v1 = 1.0
+    v2 = abs_(v0)
     v3 = add(v1, v2)
     v4 = -1.0
     v5 = pow(v3, v4)
