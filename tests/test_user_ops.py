@@ -52,8 +52,10 @@ def _unregister(name: str) -> None:
 @pytest.fixture
 def fresh():
     """``fresh(prefix)`` -> a SymPy function with a name no other test uses;
-    its op is removed from the table afterwards."""
+    its op (and the back-end records the test made) are removed afterwards,
+    so tests that walk every primitive never see them."""
     names = []
+    records = set(ops.names())
 
     def make(prefix: str):
         name = f"{prefix}_{next(_COUNT)}_t"
@@ -62,6 +64,8 @@ def fresh():
     yield make
     for name in names:
         _unregister(name)
+    for name in set(ops.names()) - records:
+        ops._TABLE.pop(name)
 
 
 def _softsign_decomposed(fresh):
@@ -224,6 +228,45 @@ def test_llvm_ir_names_a_symbol_not_an_address(fresh):
     assert symbol.startswith(f"symgrad_op_{head.__name__}_")
 
 
+def _cube_helper(a: float) -> float:
+    return a * a * a
+
+
+def test_forward_calling_helpers_and_builtins(fresh):
+    """A forward may call plain functions of its own module (compiled with it)
+    and functions Numba knows (``math.hypot``)."""
+    cube, hyp = fresh("cube_helper"), fresh("hypot_builtin")
+    sg.register_op(cube, forward=lambda a: _cube_helper(a) + 1.0, partials=lambda out, a: (3 * a**2,))
+    sg.register_op(hyp, forward=math.hypot, partials=lambda out, a, b: (a / out, b / out))
+    expr = cube(x) * hyp(x, y)
+    for backend in BACKENDS:
+        f = sg.compile(expr, [x, y], backend=backend)
+        for xv, yv in ((0.5, 1.5), (-2.0, 0.3)):
+            r = math.hypot(xv, yv)
+            want = (xv**3 + 1) * r
+            want_grad = [3 * xv**2 * r + (xv**3 + 1) * xv / r, (xv**3 + 1) * yv / r]
+            value, grad = f.value_and_grad(xv, yv)
+            assert value == pytest.approx(want, rel=1e-14)
+            np.testing.assert_allclose(grad, want_grad, rtol=1e-13)
+        xs = np.linspace(-1, 1, 11)
+        np.testing.assert_allclose(f(xs, 2.0), (xs**3 + 1) * np.hypot(xs, 2.0), rtol=1e-14)
+
+
+def test_an_uncompilable_forward_breaks_nothing_else(fresh):
+    """Listing what SIMD kernels need from libm never compiles a forward, so a
+    tape-only op with a forward Numba rejects leaves other kernels alone."""
+    head = fresh("tape_only")
+    op = sg.register_op(head, forward=lambda a: float(sp.gamma(a)), partials=lambda out, a: (0,))
+    from compiler.ops import user
+
+    assert ops.libm_calls(op.impl) == ()
+    assert op.impl not in user._NATIVE
+    f = sg.compile(sp.tanh(x) * y, [x, y], backend="llvm")
+    xs = np.linspace(-3, 3, 64)
+    np.testing.assert_allclose(f(xs, 2.0), np.tanh(xs) * 2.0, rtol=1e-14)
+    assert replay(head(x), {x: 5.0})[0] == 24.0
+
+
 # --- layer-level models and MLP activations -----------------------------------------------
 
 @pytest.mark.parametrize("kind", tuple(KINDS))
@@ -344,7 +387,7 @@ def _readme_block() -> str:
     return text[start:text.index("\n```", start)]
 
 
-def test_readme_user_op_example_runs_as_written():
+def test_readme_user_op_example_runs_as_written(fresh):
     code = _readme_block()
     names = re.findall(r'sp\.Function\("(\w+)"\)', code)
     assert names == ["softsign", "softsign_fw"]

@@ -14,7 +14,8 @@ built here from one of two descriptions (the front end,
   unchanged (the components are made callable from jitted code with
   ``numba.extending.register_jitable``).
 * **a numeric forward** (:func:`register_forward`): a Python function on
-  floats that Numba compiles (``math`` functions and arithmetic). The
+  floats that Numba compiles (``math`` functions and arithmetic; plain
+  functions it calls that are defined in its module are compiled too). The
   python back end and the tape engine call it; numba kernels compile it
   inline; the llvm kernels call it through a Numba ``cfunc`` registered
   with LLVM under a symbol name (``llvmlite.binding.add_symbol``), one call
@@ -387,13 +388,14 @@ def register_forward(base: str, forward: Callable[..., float], arity: int,
 
         return ops.register(name, arity, getattr(module, name), emit, "lanes",
                             doc or f"user op {base}: a Python forward, called natively through "
-                                   f"a Numba cfunc")
+                                   f"a Numba cfunc", libm=())
 
 
 def _fix(base: str) -> str:
     return (f"register op {base!r} with decompose=<SymPy expression of its arguments in ops "
             f"symgrad knows> (compiled natively and SIMD), or write the forward with "
-            f"arithmetic, comparisons and math functions only, on floats")
+            f"arithmetic, comparisons and math functions only, on floats (functions it calls "
+            f"must be defined in its module or be @numba.njit)")
 
 
 def _overload_forward(module, base: str, name: str, forward: Callable, arity: int) -> None:
@@ -428,8 +430,11 @@ def _compiled(base: str, forward: Callable, arity: int):
     import numba
 
     try:
-        jitted = forward if isinstance(forward, numba.core.dispatcher.Dispatcher) \
-            else numba.njit(error_model="numpy")(forward)
+        _jit_helpers(forward)
+        # Python functions are jitted; Numba dispatchers and functions Numba
+        # knows (math.hypot) are called as they are
+        jitted = numba.njit(error_model="numpy")(forward) \
+            if isinstance(forward, types.FunctionType) else forward
         params = ", ".join(f"a{k}" for k in range(arity))
         namespace: dict = {"_f": jitted}
         exec(f"def call({params}):\n    return _f({params})\n", namespace)  # noqa: S102 - fixed text
@@ -448,6 +453,41 @@ def _compiled(base: str, forward: Callable, arity: int):
             f"the forward of op {base!r} returns {returns} under Numba, not a float. "
             f"Fix: {_fix(base)}.")
     return jitted
+
+
+def _helpers(fn: Callable) -> list:
+    """The plain Python functions ``fn`` calls that are defined in its own module
+    (read from its globals and closure), recursively, callees first."""
+    found: list = []
+    seen = {id(fn)}
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        code = f.__code__
+        names = set(code.co_names)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                names.update(c.co_names)
+        values = [f.__globals__[n] for n in sorted(names) if n in f.__globals__]
+        for cell in f.__closure__ or ():
+            try:
+                values.append(cell.cell_contents)
+            except ValueError:
+                pass
+        for v in values:
+            if isinstance(v, types.FunctionType) and id(v) not in seen \
+                    and v.__module__ == fn.__module__:
+                seen.add(id(v))
+                found.append(v)
+                stack.append(v)
+    return found[::-1]
+
+
+def _jit_helpers(forward: Callable) -> None:
+    """Let Numba compile the helper functions a forward calls (see :func:`_helpers`)."""
+    if isinstance(forward, types.FunctionType):
+        for helper in _helpers(forward):
+            _make_jitable(helper)
 
 
 def _ensure_native(name: str) -> str:
