@@ -211,7 +211,8 @@ class Layer(Module):
         self.nin = _size(nin, "nin")
         self.nout = _size(nout, "nout")
         self.activation = check_activation(activation)
-        self.neurons = [Neuron(self.nin, self.activation, f"{name_prefix}_{j}") for j in range(self.nout)]
+        self.neurons = [Neuron(self.nin, self.activation, f"{name_prefix}_{j}")
+                        for j in range(self.nout)]
 
     def __call__(self, x: Sequence) -> list:
         """One expression per neuron (always a list, also for one neuron)."""

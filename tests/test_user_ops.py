@@ -236,7 +236,8 @@ def test_forward_calling_helpers_and_builtins(fresh):
     """A forward may call plain functions of its own module (compiled with it)
     and functions Numba knows (``math.hypot``)."""
     cube, hyp = fresh("cube_helper"), fresh("hypot_builtin")
-    sg.register_op(cube, forward=lambda a: _cube_helper(a) + 1.0, partials=lambda out, a: (3 * a**2,))
+    sg.register_op(cube, forward=lambda a: _cube_helper(a) + 1.0,
+                   partials=lambda out, a: (3 * a**2,))
     sg.register_op(hyp, forward=math.hypot, partials=lambda out, a, b: (a / out, b / out))
     expr = cube(x) * hyp(x, y)
     for backend in BACKENDS:

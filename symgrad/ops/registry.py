@@ -136,11 +136,16 @@ def register_op(
     * ``decompose=``: a decomposition into ops symgrad knows. It is lowered
       once to a small program whose native code is its parts' code (SIMD
       where the parts are), and it gives the forward and, when ``partials``
-      is omitted, the partials (reverse mode on the decomposition);
+      is omitted, the partials: reverse mode on the decomposition as written
+      (not simplified; pass ``partials`` for a better-conditioned form);
     * ``forward=``: a Python function on floats that Numba can compile
-      (arithmetic, comparisons, :mod:`math`). The python back end and the
-      tape engine call it, numba kernels compile it inline, llvm kernels call
-      it as a native function (one call per point, also in SIMD batches);
+      (arithmetic, comparisons, :mod:`math`; plain functions of its own
+      module that it calls are compiled with it). The python back end and
+      the tape engine call it, numba kernels compile it inline, llvm kernels
+      call it as a native function (one call per point, also in SIMD
+      batches). A forward Numba cannot compile raises
+      :class:`compiler.ops.user.NativeForwardError` (naming the op and the
+      fix) when a native kernel is first compiled with it;
     * ``impl=``: the name of an existing back-end record (built-in ops).
 
     Parameters
