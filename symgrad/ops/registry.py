@@ -62,6 +62,9 @@ class Op:
     user_forward : callable or None
         The Python forward given to :func:`register_op`, if any: the tape
         engine calls it (compiled code calls the record ``impl``).
+    decompose : callable or None
+        The decomposition given to :func:`register_op`, if any (the record
+        ``impl`` was built from it).
     """
 
     name: str
@@ -74,6 +77,7 @@ class Op:
     children: Optional[Callable[[sp.Basic], tuple]] = field(default=None, repr=False)
     build: Optional[Callable[..., sp.Basic]] = field(default=None, repr=False)
     user_forward: Optional[Callable[..., float]] = field(default=None, repr=False)
+    decompose: Optional[Callable[..., sp.Expr]] = field(default=None, repr=False)
 
     @property
     def forward(self) -> Callable[..., float]:
@@ -275,7 +279,7 @@ def register_op(
         tape_partials = _numeric_partials(partials)
     op = Op(name=op_name, head=head, impl=impl, partials=partials,
             tape_partials=tape_partials, label=label or op_name, arity=arity,
-            children=children, build=build, user_forward=user_forward)
+            children=children, build=build, user_forward=user_forward, decompose=decompose)
     if replace:
         old = _BY_HEAD.pop(head, None)
         if old is not None:
