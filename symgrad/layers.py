@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from symgrad.functions import relu, sigmoid, softplus
+from symgrad.activation import activation_op
+from symgrad.functions import relu, softplus
 from symgrad.matrix.functions import column_logsumexp, msum
 
 __all__ = ["LayerGraph", "layers_expr", "loss_expr", "compile_loss", "compile_predict",
            "LossStep", "Predictor"]
 
-_ACT = {"relu": relu, "tanh": sp.tanh, "sigmoid": sigmoid}
 LOSS_NAMES = ("hinge", "logistic", "mse", "softmax_cross_entropy")
 
 
@@ -72,8 +72,8 @@ def layers_expr(model, n: sp.Symbol | None = None, data_rows: bool = False) -> L
         bs.append(b)
         # built directly (no .doit()): SymPy's operator path re-canonicalises and is slow
         Z = sp.MatAdd(sp.MatMul(W, H), sp.MatMul(b, sp.OneMatrix(1, n)))
-        act = layer.activation
-        H = Z if act == "linear" else Z.applyfunc(_ACT[act])
+        act = activation_op(layer.activation)     # any unary op of the op table
+        H = Z if act is None else Z.applyfunc(act.head)
     return LayerGraph(X, Ws, bs, H, n)
 
 

@@ -42,36 +42,20 @@ import numpy as np
 import sympy as sp
 
 from symgrad import losses as _losses
-from symgrad.functions import relu, sigmoid
+from symgrad.activation import activate as _activate
+from symgrad.activation import activation_label, activations, check_activation
+from symgrad.activation import numpy_activation as _np_activation
 from symgrad.losses import LOSSES, hinge, l2, logistic, logsumexp, mse, softmax_cross_entropy
 
 __all__ = [
-    "Module", "Neuron", "Layer", "MLP", "ACTIVATIONS",
+    "Module", "Neuron", "Layer", "MLP", "ACTIVATIONS", "activations",
     "predict_numpy", "scalar_loss", "accuracy", "fit", "History",
     "mse", "hinge", "logistic", "softmax_cross_entropy", "l2", "logsumexp",
 ]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
-"""Names accepted by ``activation=``."""
-
-_LABELS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}
-
-
-def _check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation
-
-
-def _activate(activation: str, z: sp.Expr) -> sp.Expr:
-    # evaluate=False: no assumption queries on the (possibly large) argument
-    if activation == "relu":
-        return relu(z, evaluate=False)
-    if activation == "tanh":
-        return sp.tanh(z, evaluate=False)
-    if activation == "sigmoid":
-        return sigmoid(z, evaluate=False)
-    return z
+"""The built-in names accepted by ``activation=``; :func:`activations` lists
+every accepted name: also each unary op added with :func:`symgrad.register_op`."""
 
 
 def _size(value, name: str) -> int:
@@ -150,7 +134,10 @@ class Neuron(Module):
     ----------
     nin : int
         Number of inputs.
-    activation : {"relu", "tanh", "sigmoid", "linear"}
+    activation : str or SymPy function class
+        ``"linear"`` or a unary op of the op table, by name or head:
+        ``"relu"``, ``"tanh"``, ``"sigmoid"``, or one of your own registered
+        with :func:`symgrad.register_op` (see :func:`activations`).
         micrograd's ``nonlin=True`` is ``"relu"``, ``nonlin=False`` is ``"linear"``.
     name_prefix : str
         The parameters are named ``w{name_prefix}_{i}`` and ``b{name_prefix}``;
@@ -169,9 +156,9 @@ class Neuron(Module):
     relu(b0_0 + w0_0_0*x + w0_0_1*y)
     """
 
-    def __init__(self, nin: int, activation: str = "relu", name_prefix: str = "0_0") -> None:
+    def __init__(self, nin: int, activation: str | type = "relu", name_prefix: str = "0_0") -> None:
         self.nin = _size(nin, "nin")
-        self.activation = _check_activation(activation)
+        self.activation = check_activation(activation)
         if not isinstance(name_prefix, str):
             raise TypeError(f"name_prefix must be a string, got {name_prefix!r}")
         self.name_prefix = name_prefix
@@ -191,7 +178,7 @@ class Neuron(Module):
         return [True] * self.nin + [False]
 
     def __repr__(self) -> str:
-        return f"{_LABELS[self.activation]}Neuron({self.nin})"
+        return f"{activation_label(self.activation)}Neuron({self.nin})"
 
 
 class Layer(Module):
@@ -201,7 +188,10 @@ class Layer(Module):
     ----------
     nin, nout : int
         Number of inputs and of neurons (outputs).
-    activation : {"relu", "tanh", "sigmoid", "linear"}
+    activation : str or SymPy function class
+        ``"linear"`` or a unary op of the op table, by name or head:
+        ``"relu"``, ``"tanh"``, ``"sigmoid"``, or one of your own registered
+        with :func:`symgrad.register_op` (see :func:`activations`).
     name_prefix : str
         Neuron ``j`` gets the prefix ``{name_prefix}_{j}``; in an :class:`MLP`
         it is the layer index.
@@ -217,11 +207,12 @@ class Layer(Module):
     [tanh(b3_0 + w3_0_0*x), tanh(b3_1 + w3_1_0*x)]
     """
 
-    def __init__(self, nin: int, nout: int, activation: str = "relu", name_prefix: str = "0") -> None:
+    def __init__(self, nin: int, nout: int, activation: str | type = "relu", name_prefix: str = "0") -> None:
         self.nin = _size(nin, "nin")
         self.nout = _size(nout, "nout")
-        self.activation = _check_activation(activation)
-        self.neurons = [Neuron(self.nin, activation, f"{name_prefix}_{j}") for j in range(self.nout)]
+        self.activation = check_activation(activation)
+        self.neurons = [Neuron(self.nin, self.activation, f"{name_prefix}_{j}")
+                        for j in range(self.nout)]
 
     def __call__(self, x: Sequence) -> list:
         """One expression per neuron (always a list, also for one neuron)."""
@@ -250,7 +241,10 @@ class MLP(Module):
         Number of inputs.
     nouts : list of int
         Width of every layer, the last one being the number of outputs.
-    activation : {"relu", "tanh", "sigmoid", "linear"}
+    activation : str or SymPy function class
+        ``"linear"`` or a unary op of the op table, by name or head:
+        ``"relu"``, ``"tanh"``, ``"sigmoid"``, or one of your own registered
+        with :func:`symgrad.register_op` (see :func:`activations`).
         Activation of the hidden layers.
 
     Attributes
@@ -259,6 +253,7 @@ class MLP(Module):
     sizes : list of int
         ``[nin, *nouts]``.
     activation : str
+        The activation's name.
 
     Examples
     --------
@@ -274,17 +269,17 @@ class MLP(Module):
     [b1_0 + w1_0_0*relu(b0_0 + w0_0_0*x0 + w0_0_1*x1) + w1_0_1*relu(b0_1 + w0_1_0*x0 + w0_1_1*x1)]
     """
 
-    def __init__(self, nin: int, nouts: Sequence[int], activation: str = "relu") -> None:
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str | type = "relu") -> None:
         self.nin = _size(nin, "nin")
         if isinstance(nouts, (int, str)) or not hasattr(nouts, "__len__") or len(nouts) == 0:
             raise TypeError(f"nouts must be a non-empty list of layer widths, e.g. [16, 16, 1], "
                             f"got {nouts!r}")
         self.nouts = [_size(n, f"nouts[{i}]") for i, n in enumerate(nouts)]
-        self.activation = _check_activation(activation)
+        self.activation = check_activation(activation)
         self.sizes = [self.nin, *self.nouts]
         last = len(self.nouts) - 1
         self.layers = [Layer(self.sizes[i], self.sizes[i + 1],
-                             activation if i != last else "linear", name_prefix=str(i))
+                             self.activation if i != last else "linear", name_prefix=str(i))
                        for i in range(len(self.nouts))]
 
     @property
@@ -357,17 +352,6 @@ class MLP(Module):
 
 
 # --- NumPy reference forward pass ------------------------------------------------------
-
-def _np_activation(activation: str, z: np.ndarray) -> np.ndarray:
-    if activation == "relu":
-        return np.maximum(z, 0.0)
-    if activation == "tanh":
-        return np.tanh(z)
-    if activation == "sigmoid":
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-    return z
-
 
 def _as_data(X, nin: int) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)

@@ -122,8 +122,11 @@ def _check_entry(op):
     assert callable(op.tape_partials)
     assert isinstance(op.label, str) and op.label
     assert sg.get_op(op.name) is op
-    if isinstance(op.impl, str):  # built-in: the impl lives in compiler.runtime
+    assert isinstance(op.impl, str)  # every op names its back-end record
+    if op.user_forward is None:  # built-in or decomposed: the forward is the record's reference
         assert R.lookup(op.impl) is op.forward
+    else:                        # a user's forward: the record's reference calls it
+        assert callable(R.lookup(op.impl)) and callable(op.user_forward)
     # partials return one entry per input
     n = op.arity if op.arity is not None else 4
     args = sp.symbols(f"a0:{n}")
@@ -131,7 +134,12 @@ def _check_entry(op):
     assert len(op.partials(out, *args)) == n
 
 
-BUILTIN_NAMES = [op.name for op in sg.all_ops() if isinstance(op.impl, str)]
+def _is_builtin(op):
+    """Not a user op (those come with their own forward or decomposition)."""
+    return op.user_forward is None and op.decompose is None
+
+
+BUILTIN_NAMES = [op.name for op in sg.all_ops() if _is_builtin(op)]
 
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
@@ -146,7 +154,7 @@ def test_every_registered_op_entry_is_complete():
 
 
 def test_every_builtin_op_has_a_forward_sample():
-    builtin = {op.name for op in sg.all_ops() if isinstance(op.impl, str)}
+    builtin = {op.name for op in sg.all_ops() if _is_builtin(op)}
     assert builtin - set(FORWARD_SAMPLES) == set()
 
 

@@ -20,7 +20,10 @@ A record holds everything the back end knows about an op, side by side:
 
 Every list of ops the back end needs (what the LLVM back end supports, what
 the runtimes export, what SIMD kernels vectorise) is derived from these
-records; :func:`register` adds one (user ops included).
+records; :func:`register` adds one. User ops get theirs from
+:mod:`compiler.ops.user`: from a decomposition into existing primitives (an
+SSA program whose template is its parts' templates) or from a Python forward
+(compiled with Numba; llvm kernels call it through a registered symbol).
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ class Primitive:
         ``"exact"``, ``"libmvec"`` or ``"lanes"``.
     doc : str
         One line on the semantics (conventions at kinks, special values).
+    libm : tuple or None
+        The ``(libm function, n_args)`` pairs the template calls, when the
+        record states them; None: :func:`libm_calls` finds them by emitting
+        the template (records whose template has side effects, such as
+        compiling a user's forward, state them instead).
     """
 
     name: str
@@ -60,13 +68,15 @@ class Primitive:
     emit: Callable = field(repr=False)
     vector: str = "exact"
     doc: str = ""
+    libm: Optional[tuple] = None
 
 
 _TABLE: dict = {}
 
 
 def register(name: str, arity: Optional[int], ref: Callable[..., float], emit: Callable,
-             vector: str = "exact", doc: str = "", replace: bool = False) -> Primitive:
+             vector: str = "exact", doc: str = "", replace: bool = False,
+             libm: Optional[tuple] = None) -> Primitive:
     """Add a primitive to the back end's op table and return its record.
 
     Raises
@@ -83,7 +93,7 @@ def register(name: str, arity: Optional[int], ref: Callable[..., float], emit: C
         raise TypeError("ref and emit must be callables")
     if name in _TABLE and not replace:
         raise ValueError(f"a primitive {name!r} is already registered; pass replace=True")
-    prim = Primitive(name, arity, ref, emit, vector, doc)
+    prim = Primitive(name, arity, ref, emit, vector, doc, None if libm is None else tuple(libm))
     _TABLE[name] = prim
     _changed()
     return prim
@@ -135,6 +145,8 @@ def libm_calls(name: str) -> tuple:
     from compiler.emitter import FunctionEmitter, Module, Val
 
     prim = get(name)
+    if prim.libm is not None:
+        return prim.libm
     key = (name, prim.emit)
     if key not in _LIBM_CALLS:
         e = FunctionEmitter(Module())
