@@ -47,7 +47,7 @@ import threading
 import weakref
 from pathlib import Path
 
-__all__ = ["JITLibrary", "LinkError", "export_to_numba", "find", "link_object"]
+__all__ = ["JITLibrary", "LinkError", "export_to_numba", "find", "link_object", "register_external"]
 
 _LOCK = threading.RLock()
 _STATE: dict = {}
@@ -105,6 +105,20 @@ def _jit():
     return _STATE["jit"]
 
 
+_EXTERNAL: dict = {}         # symbol -> address of C functions outside the JIT (user ops)
+
+
+def register_external(symbol: str, address: int) -> None:
+    """Make the C function at ``address`` callable by name from every library
+    linked from now on (and from Numba, through ``llvm.add_symbol``): native
+    forwards of user ops. The caller keeps the function alive for the process."""
+    import llvmlite.binding as llvm
+
+    with _LOCK:
+        _EXTERNAL[symbol] = address
+        llvm.add_symbol(symbol, address)
+
+
 def find(symbol: str) -> JITLibrary | None:
     """The live library whose base symbol is ``symbol``, or None."""
     return _LIVE.get(symbol)
@@ -150,7 +164,7 @@ def link_object(obj: bytes, symbol: str, entries: tuple, *, path: Path | None = 
         for dep in depends:
             for suffix, addr in dep.addresses.items():
                 builder.import_symbol(dep.symbol + suffix, addr)
-        for name, addr in (imports or {}).items():
+        for name, addr in {**_EXTERNAL, **(imports or {})}.items():
             builder.import_symbol(name, addr)
         for e in entries:
             builder.export_symbol(symbol + e)

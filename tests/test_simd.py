@@ -345,7 +345,7 @@ def _every_op_ir():
     a, b, c = bld.input(0), bld.input(1), bld.input(2)
     k2, k05, km1, k0 = bld.const(2.0), bld.const(0.5), bld.const(-1.0), bld.const(0.0)
     outs = []
-    for name in sorted(supported_ops()):
+    for name in sorted(primitives.BUILTINS):
         params = inspect.signature(runtime.lookup(name)).parameters.values()
         if any(p.kind is p.VAR_POSITIONAL for p in params):
             if name == "piecewise":
@@ -369,7 +369,7 @@ def test_every_ir_op_vector_against_scalar_kernel(math_mode):
     kernel on the edge grid and random points; bit for bit except the ops
     that call libmvec (within their ulp bounds)."""
     fn = _every_op_ir()
-    assert {ins.op for ins in fn.instrs} - {"input", "const"} == set(supported_ops())
+    assert {ins.op for ins in fn.instrs} - {"input", "const"} == set(primitives.BUILTINS)
     scalar, vector = load_llvm(fn), llvmjit.load_vector(fn)
     ga, gb = (v.ravel() for v in np.meshgrid(EDGE, EDGE, indexing="ij"))
     gc = EDGE[(np.arange(ga.size) * 7 + 3) % EDGE.size]

@@ -339,9 +339,8 @@ def test_forward_numba_cannot_compile_is_a_clear_error(fresh):
     sg.register_op(head, forward=lambda a: sp.sin(a), partials=lambda out, a: (sp.cos(a),))
     with pytest.raises(NativeForwardError) as llvm_error:   # llvm: when the IR is written
         sg.compile(head(x) + x, [x], backend="llvm")
-    f = sg.compile(head(x) + x, [x], backend="numba")
     with pytest.raises(NativeForwardError) as numba_error:  # numba: when Numba compiles it
-        f(0.5)
+        sg.compile(head(x) + x, [x], backend="numba")(0.5)
     for info in (llvm_error, numba_error):
         msg = str(info.value)
         assert head.__name__ in msg and "decompose=" in msg and "math" in msg

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 __all__ = ["Primitive", "register", "get", "names", "all_primitives", "libm_calls", "unregister",
-           "VECTOR_STRATEGIES"]
+           "VECTOR_STRATEGIES", "BUILTINS"]
 
 VECTOR_STRATEGIES = ("exact", "libmvec", "lanes")
 
@@ -170,3 +170,6 @@ def _changed() -> None:
 
 
 from compiler.ops import arithmetic, elementary, activations, nonsmooth, logic  # noqa: E402,F401
+
+BUILTINS: frozenset = frozenset(_TABLE)
+"""The names of the primitives defined in this package (user ops come on top)."""

@@ -18,7 +18,7 @@ built here from one of two descriptions (the front end,
   functions it calls that are defined in its module are compiled too). The
   python back end and the tape engine call it; numba kernels compile it
   inline; the llvm kernels call it through a Numba ``cfunc`` registered
-  with LLVM under a symbol name (``llvmlite.binding.add_symbol``), one call
+  with the JIT under a symbol name (:func:`compiler.jit.register_external`), one call
   per point (vector strategy ``"lanes"``). A forward Numba cannot compile
   raises :class:`NativeForwardError` (naming the op and the fix) when a
   native kernel first needs it, never a Numba typing traceback.
@@ -502,18 +502,21 @@ def _jit_helpers(forward: Callable) -> None:
 
 
 def _ensure_native(name: str) -> str:
-    """Compile record ``name``'s forward as a C callable (cached on disk next to
-    its generated file) and register its address with LLVM; returns the symbol."""
+    """Compile record ``name``'s forward as a C callable and register its address
+    with the JIT (:func:`compiler.jit.register_external`); returns the symbol."""
     with _LOCK:
         if name in _NATIVE:
             return _NATIVE[name][1]
-        import llvmlite.binding as llvm
         from numba import cfunc
+
+        from compiler import jit
 
         prim = ops.get(name)
         symbol = native_symbol(name)
         sig = "float64(" + ", ".join(["float64"] * prim.arity) + ")"
-        compiled = cfunc(sig, cache=True, error_model="numpy")(prim.ref)
-        llvm.add_symbol(symbol, compiled.address)
+        # not cached on disk: a cfunc would unpickle its cache files before
+        # compiler.backends could verify them
+        compiled = cfunc(sig, cache=False, error_model="numpy")(prim.ref)
+        jit.register_external(symbol, compiled.address)
         _NATIVE[name] = (compiled, symbol)
         return symbol
