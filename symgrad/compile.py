@@ -1,8 +1,11 @@
 """``symgrad.compile``: expressions and their gradients as native functions.
 
-The gradient program (:mod:`symgrad.diff`) is lowered to SSA IR
-(:mod:`symgrad.lowering`) and handed to the back end's kernel interface
-(:mod:`compiler.kernel`): one fused kernel computes the values and the
+Reverse mode emits SSA IR straight from the expression DAG (:mod:`symgrad.ssa`),
+through a front-end disk cache keyed on the DAG's structure
+(:mod:`symgrad.ircache`: a second process skips differentiation), and the IR
+is handed to the back end's kernel interface (:mod:`compiler.kernel`); the
+SymPy gradient program and the Python source are built only when asked for
+(``.program``, ``.source``). One fused kernel computes the values and the
 gradient together, sharing every intermediate; a second, forward-only kernel
 (compiled on first use) serves plain calls. :class:`CompiledFunction` is a
 thin front end over the two: it turns ``args`` into a

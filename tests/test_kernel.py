@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 import types
@@ -415,3 +416,17 @@ def test_forked_pool_runs_batches_of_a_big_program():
     results = __import__("json").loads(out)
     assert len(results) == 4
     assert all(ok and abs(d) < 1e-10 for ok, d in results), results
+
+
+MAINSTREAM = sys.implementation.name == "cpython" and sys.version_info >= (3, 11) \
+    and sys.maxsize == 2**63 - 1 and not hasattr(sys, "gettotalrefcount") \
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+def test_the_glue_is_active_on_mainstream_cpython():
+    """Not a skip: on a regular 64-bit CPython 3.11+ the fast path must be on."""
+    if not MAINSTREAM:
+        pytest.skip("the glue is documented as off here (Python 3.10, debug or free-threaded)")
+    assert pyglue.supported()
+    fn = sg.compile(sp.tanh(x) * y, [x, y])
+    assert type(fn.value_and_grad).__name__ == "builtin_function_or_method"
