@@ -9,7 +9,12 @@
 * generators: :mod:`compiler.llvmgen` (straight-line kernels),
   :mod:`compiler.llvmvec` (SIMD batches), :mod:`compiler.loopllvm` (array
   programs as loops), :mod:`compiler.codegen` (Python source);
-* :mod:`compiler.llvmjit` — compiling and loading native code.
+* :mod:`compiler.llvmjit` — compiling LLVM IR and loading it as kernels;
+  :mod:`compiler.jit` the process-wide JIT (code freed with its kernels),
+  :mod:`compiler.objcache` the verified disk cache, :mod:`compiler.host` what
+  the machine offers (SIMD width, libmvec, BLAS), :mod:`compiler.parallel`
+  the batch thread pool, :mod:`compiler.batchloop` and :mod:`compiler.pyglue`
+  the batch loop and the Python call glue.
 
 The package never imports ``symgrad`` or ``sympy``: it knows primitive ops by
 name (see :mod:`compiler.runtime`), nothing about expressions or networks.

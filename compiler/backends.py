@@ -22,7 +22,6 @@ batch kernels on its own thread pool.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import sys
 import warnings

@@ -44,7 +44,7 @@ import numpy as np
 
 from compiler import backends
 from compiler.codegen import CFUNC_SIGNATURE, cfunc_source, python_source
-from compiler.ir import CONST, INPUT, Function
+from compiler.ir import Function
 from compiler.llvmgen import unsupported_ops
 from compiler.signature import KINDS, Signature
 

@@ -26,13 +26,13 @@ What is loaded, and how it is called:
 * :class:`LoopKernel`: an array program (layer-level models, :mod:`compiler.loopllvm`).
 * :func:`load_glue`: the call glue's builtin-function entries (:mod:`compiler.pyglue`).
 
-Nothing here imports Numba unless ``numba_function`` is asked for.
+What the machine offers the generated code (SIMD width, libmvec, BLAS) is
+found by :mod:`compiler.host`. Nothing here imports Numba unless ``numba_function`` is asked for.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import threading
 import weakref
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler import jit, objcache, parallel
+from compiler.host import blas_dgemm, simd_math, vector_math  # noqa: F401 - re-exported
 from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
@@ -428,88 +429,6 @@ class LoopKernel:
                 else:
                     out.append(fresh[i])
             return tuple(out) + tuple(flat)
-
-
-def blas_dgemm() -> str | None:
-    """The symbol of a CBLAS ``dgemm`` with 64-bit integers, or None.
-
-    NumPy's wheels bundle OpenBLAS (``scipy_cblas_dgemm64_``); it is loaded
-    into the process when found. ``SYMGRAD_BLAS=0`` turns BLAS off.
-    """
-    if "blas" in _STATE:
-        return _STATE["blas"]
-    symbol = None
-    if os.environ.get("SYMGRAD_BLAS", "1") != "0":
-        import glob
-
-        llvm = _llvm()
-        libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-        for lib in sorted(glob.glob(str(libdir / "libscipy_openblas64_*.so*"))):
-            try:
-                llvm.load_library_permanently(lib)
-            except RuntimeError:
-                continue
-            if llvm.address_of_symbol("scipy_cblas_dgemm64_"):
-                symbol = "scipy_cblas_dgemm64_"
-                break
-    _STATE["blas"] = symbol
-    return symbol
-
-
-def _libmvec_table(lanes: int, isa: str, feature: str) -> dict:
-    """``{libm name: libmvec symbol}`` for every libm function an op template
-    calls (:func:`compiler.ops.libm_calls`) that glibc's libmvec has at this
-    width, when the CPU has ``feature``."""
-    from compiler import ops
-
-    llvm = _llvm()
-    if os.environ.get("SYMGRAD_VECMATH", "1") == "0" or \
-            feature not in llvm.get_host_cpu_features().flatten():
-        return {}
-    if not _STATE.get("libmvec_loaded"):
-        for lib in ("libmvec.so.1", "libmvec.so"):
-            try:
-                llvm.load_library_permanently(lib)
-                break
-            except RuntimeError:
-                continue
-        _STATE["libmvec_loaded"] = True
-    wanted = sorted({c for p in ops.all_primitives() for c in ops.libm_calls(p.name)})
-    table = {}
-    for name, n_args in wanted:
-        sym = f"_ZGV{isa}N{lanes}{'v' * n_args}_{name}"
-        if llvm.address_of_symbol(sym):
-            table[name] = sym
-    return table
-
-
-def vector_math() -> dict:
-    """glibc's libmvec AVX2 functions, when the library and the CPU have them:
-    ``{"tanh": "_ZGVdN4v_tanh", ...}`` (within 4 ulp of libm). ``SYMGRAD_VECMATH=0``
-    turns them off."""
-    if "vecmath" not in _STATE:
-        _STATE["vecmath"] = _libmvec_table(4, "d", "+avx2")
-    return _STATE["vecmath"]
-
-
-def simd_math():
-    """The widest SIMD batch kernels this machine runs (a
-    :class:`compiler.emitter.SimdMath`): 8 lanes with glibc's AVX-512 libmvec
-    functions (``_ZGVeN8v_tanh``, ``_ZGVeN8vv_pow``, ...), else 4 lanes with its AVX2 ones, else
-    4 lanes with libm lane by lane. ``SYMGRAD_VECMATH=0`` keeps libm (batches
-    then equal single-point calls bit for bit)."""
-    if "simd" in _STATE:
-        return _STATE["simd"]
-    from compiler.emitter import SimdMath
-
-    simd = SimdMath(4, {})
-    for lanes, isa, feature in ((8, "e", "+avx512f"), (4, "d", "+avx2")):
-        table = _libmvec_table(lanes, isa, feature)
-        if table:
-            simd = SimdMath(lanes, table)
-            break
-    _STATE["simd"] = simd
-    return simd
 
 
 def load_loops(prog) -> LoopKernel:

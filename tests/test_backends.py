@@ -50,6 +50,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 import symgrad as sg
+from compiler import host
 from compiler import backends, llvmgen
 from compiler import runtime as R
 from compiler.codegen import python_source
@@ -644,10 +645,10 @@ def batch_math(request, fns, gns):
             for kernel in (f._vg, f._fw):
                 kernel._batch_kernel = None
     if request.param == "libm":
-        llvmjit._STATE["simd"] = SimdMath(saved.lanes, {})
+        host.set_simd_math(SimdMath(saved.lanes, {}))
         forget()
     yield assert_batch
-    llvmjit._STATE["simd"] = saved
+    host.set_simd_math(saved)
     forget()
 
 

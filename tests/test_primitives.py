@@ -65,7 +65,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from compiler import backends, codegen, ir, llvmjit, ops
+from compiler import backends, codegen, host, ir, llvmjit, ops
 from compiler.emitter import FunctionEmitter, Module, SimdMath, Val
 
 mpmath.mp.prec = 200
@@ -812,11 +812,11 @@ def run_simd(name, mode):
     fn = program(name)
     simd = simd_modes()[mode]
     saved = llvmjit.simd_math()
-    llvmjit._STATE["simd"] = simd
+    host.set_simd_math(simd)
     try:
         k = llvmjit.load_vector(fn)
     finally:
-        llvmjit._STATE["simd"] = saved
+        host.set_simd_math(saved)
     pts = grid()
     return k([(pts[i], 0, 1) for i in range(N_IN)], pts.shape[1])
 

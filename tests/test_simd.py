@@ -57,6 +57,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 import symgrad as sg
+from compiler import host
 from compiler import llvmjit, llvmvec, runtime
 from compiler.ir import Builder
 from compiler import ops as primitives
@@ -186,13 +187,13 @@ def _math_mode(request):
         pytest.skip("this machine's batches already are 4-lane AVX2 (or have no libmvec)")
     try:
         if request.param == "libm":
-            llvmjit._STATE["simd"] = SimdMath(saved.lanes, {})
+            host.set_simd_math(SimdMath(saved.lanes, {}))
         elif request.param == "avx2":
-            llvmjit._STATE["simd"] = SimdMath(4, dict(llvmjit.vector_math()))
+            host.set_simd_math(SimdMath(4, dict(llvmjit.vector_math())))
         _forget_simd()
         yield request.param
     finally:
-        llvmjit._STATE["simd"] = saved
+        host.set_simd_math(saved)
         _forget_simd()
 
 
@@ -493,7 +494,7 @@ def test_libmvec_ops_bulk_against_scalar_kernel(op_fns, bulk_points, math_mode):
 def test_libmvec_ops_bit_identical_with_libm_forced(op_fns, op_points, op_refs, backend):
     saved = llvmjit.simd_math()
     try:
-        llvmjit._STATE["simd"] = SimdMath(saved.lanes, {})
+        host.set_simd_math(SimdMath(saved.lanes, {}))
         _forget_simd()
         for op in sorted(OPS):
             fn = op_fns[op, backend]
@@ -504,7 +505,7 @@ def test_libmvec_ops_bit_identical_with_libm_forced(op_fns, op_points, op_refs, 
             assert_same(fn(op_points), ref_v, f"{op} forward (libm)")
             assert fn._vg.batch_kernel().kind == "simd"
     finally:
-        llvmjit._STATE["simd"] = saved
+        host.set_simd_math(saved)
         _forget_simd()
 
 
