@@ -1,13 +1,14 @@
 """One LLVM IR emitter for every generator in the back end.
 
-The straight-line kernels, the SIMD batch kernels, the loop kernels and the
-Python call glue all write LLVM IR through :class:`FunctionEmitter`: it hands
-out fresh value and label names, knows the element type it computes in
-(``double`` for one point, ``<L x double>`` for L points of a SIMD batch),
-writes typed constants, selects, loads, stores, GEPs, blocks, loops and
-calls, and records every declaration a function uses in its
-:class:`Module`. Nothing is patched after it is emitted: no placeholders, no
-regular expressions over IR text.
+The straight-line kernels, the SIMD batch kernels, the loop kernels, the
+scalar batch loop and the Python call glue all write LLVM IR through
+:class:`FunctionEmitter`: it hands out fresh value and label names, knows
+the element type it computes in (``double`` for one point, ``<L x double>``
+for L points of a SIMD batch), writes typed constants, selects, loads,
+stores, GEPs, allocas, blocks, loops and calls, and records every
+declaration a function uses in its :class:`Module`. Nothing is patched
+after it is emitted: no placeholders, no regular expressions over IR text
+(``tests/test_emitter.py`` checks that no other module writes IR by hand).
 
 The op templates (:mod:`compiler.ops`) are written once against this class:
 ``e.fadd(a, b)`` is ``fadd double`` in a scalar kernel and ``fadd <8 x
