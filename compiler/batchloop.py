@@ -24,6 +24,8 @@ output of the range is NaN.
 
 from __future__ import annotations
 
+from compiler.emitter import NAN_HEX, FunctionEmitter, Module, Val
+
 __all__ = ["batch_loop_module", "MAX_STACK_DOUBLES"]
 
 MAX_STACK_DOUBLES = 8192
@@ -32,7 +34,8 @@ threads' stacks are not the main thread's."""
 
 
 def batch_loop_module(kernel: str, name: str, n_inputs: int, n_outputs: int) -> str:
-    """LLVM IR text of ``name_sbatch`` calling ``void kernel(ptr in, ptr out)`` per point.
+    """LLVM IR text of ``name_sbatch`` calling ``void kernel(ptr in, ptr out)`` per point,
+    written through :class:`compiler.emitter.FunctionEmitter`.
 
     Examples
     --------
@@ -47,85 +50,59 @@ def batch_loop_module(kernel: str, name: str, n_inputs: int, n_outputs: int) -> 
         raise ValueError(f"a kernel has at least one output, got {n_outputs}")
     n_in, n_out = max(int(n_inputs), 1), int(n_outputs)
     on_heap = n_in + n_out > MAX_STACK_DOUBLES
-    lines = [f"declare void @{kernel}(ptr, ptr)"]
+    mod = Module()
+    mod.declare(kernel, "void", ["ptr", "ptr"])
+    e = FunctionEmitter(mod)
+    setup, done = e.fresh_label("setup"), e.fresh_label("done")
+    e.cbr(e.icmp("sge", "%lo", "%hi"), done, setup)
+    e.label(setup)
+    nan = None
     if on_heap:
-        lines += ["declare ptr @malloc(i64)", "declare void @free(ptr)"]
-    lines += [f"define void @{name}_sbatch(ptr noalias %ptrs, ptr noalias %strides, "
-              f"ptr noalias %out, i64 %ostride, i64 %lo, i64 %hi) nounwind {{",
-              "entry:",
-              "  %empty = icmp sge i64 %lo, %hi",
-              "  br i1 %empty, label %done, label %setup",
-              "setup:"]
-    if on_heap:
-        lines += [f"  %in = call ptr @malloc(i64 {8 * (n_in + n_out)})",
-                  "  %nomem = icmp eq ptr %in, null",
-                  "  br i1 %nomem, label %nan, label %buffers",
-                  "buffers:",
-                  f"  %res = getelementptr inbounds double, ptr %in, i64 {n_in}",
-                  "  br label %point"]
+        mod.declare("malloc", "ptr", ["i64"])
+        mod.declare("free", "void", ["ptr"])
+        buf = e.call("ptr", "@malloc", [("i64", 8 * (n_in + n_out))], name="%in")
+        nan, buffers = e.fresh_label("nan"), e.fresh_label("buffers")
+        e.cbr(e.icmp("eq", buf, "null", ty="ptr"), nan, buffers)
+        e.label(buffers)
+        res = e.gep("double", buf, n_in, name="%res")
     else:
-        lines += [f"  %in = alloca double, i64 {n_in}, align 16",
-                  f"  %res = alloca double, i64 {n_out}, align 16",
-                  "  br label %point"]
-    lines += [
-        "point:",                                    # for i in lo .. hi-1
-        "  %i = phi i64 [%lo, %" + ("buffers" if on_heap else "setup") + "], [%inext, %scatter]",
-        "  br label %gather" if n_inputs > 0 else "  br label %call",
-        "gather:",                                   # in[k] = ptrs[k][i * strides[k]]
-        "  %k = phi i64 [0, %point], [%knext, %gather]",
-        "  %pk.p = getelementptr inbounds ptr, ptr %ptrs, i64 %k",
-        "  %pk = load ptr, ptr %pk.p",
-        "  %sk.p = getelementptr inbounds i64, ptr %strides, i64 %k",
-        "  %sk = load i64, ptr %sk.p",
-        "  %xk.o = mul i64 %i, %sk",
-        "  %xk.p = getelementptr double, ptr %pk, i64 %xk.o",
-        "  %xk = load double, ptr %xk.p",
-        "  %ik.p = getelementptr inbounds double, ptr %in, i64 %k",
-        "  store double %xk, ptr %ik.p",
-        "  %knext = add i64 %k, 1",
-        f"  %kmore = icmp slt i64 %knext, {int(n_inputs)}",
-        "  br i1 %kmore, label %gather, label %call"]
-    if n_inputs <= 0:                                # nothing to gather
-        lines = lines[:lines.index("gather:")]
-    lines += [
-        "call:",
-        f"  call void @{kernel}(ptr %in, ptr %res)",
-        "  br label %scatter.o",
-        "scatter.o:",                                # out[o * ostride + i] = res[o]
-        "  %o = phi i64 [0, %call], [%onext, %scatter.o]",
-        "  %ro.p = getelementptr inbounds double, ptr %res, i64 %o",
-        "  %ro = load double, ptr %ro.p",
-        "  %oo.r = mul i64 %o, %ostride",
-        "  %oo.k = add i64 %oo.r, %i",
-        "  %oo.p = getelementptr double, ptr %out, i64 %oo.k",
-        "  store double %ro, ptr %oo.p",
-        "  %onext = add i64 %o, 1",
-        f"  %omore = icmp slt i64 %onext, {int(n_outputs)}",
-        "  br i1 %omore, label %scatter.o, label %scatter",
-        "scatter:",
-        "  %inext = add i64 %i, 1",
-        "  %again = icmp slt i64 %inext, %hi",
-        "  br i1 %again, label %point, label %finish",
-        "finish:"]
+        buf = e.alloca("double", n_in, align=16, name="%in")
+        res = e.alloca("double", n_out, align=16, name="%res")
+
+    def gather(i: Val, k: Val) -> None:          # in[k] = ptrs[k][i * strides[k]]
+        base = e.load("ptr", e.gep("ptr", "%ptrs", k, hint="pk.p"), hint="pk")
+        stride = e.load("i64", e.gep("i64", "%strides", k, hint="sk.p"), hint="sk")
+        x = e.load("double", e.gep("double", base, e.int_op("mul", i, stride), inbounds=False),
+                   hint="xk")
+        e.store("double", x, e.gep("double", buf, k, hint="ik.p"))
+
+    def scatter(i: Val, o: Val) -> None:         # out[o * ostride + i] = res[o]
+        r = e.load("double", e.gep("double", res, o, hint="ro.p"), hint="ro")
+        e.store("double", r, _out_ptr(e, o, i))
+
+    def point(i: Val) -> None:
+        if n_inputs > 0:
+            e.loop(0, int(n_inputs), lambda k: gather(i, k), hint="gather")
+        e.call("void", f"@{kernel}", [("ptr", buf), ("ptr", res)])
+        e.loop(0, n_out, lambda o: scatter(i, o), hint="scatter")
+
+    e.loop("%lo", "%hi", point, hint="point")
     if on_heap:
-        lines.append("  call void @free(ptr %in)")
-    lines += ["  br label %done"]
-    if on_heap:                                      # no buffer: every output of the range is NaN
-        lines += ["nan:",
-                  "  %ni = phi i64 [%lo, %setup], [%ninext, %nan.o.end]",
-                  "  br label %nan.o",
-                  "nan.o:",
-                  "  %no = phi i64 [0, %nan], [%nonext, %nan.o]",
-                  "  %no.r = mul i64 %no, %ostride",
-                  "  %no.k = add i64 %no.r, %ni",
-                  "  %no.p = getelementptr double, ptr %out, i64 %no.k",
-                  "  store double 0x7FF8000000000000, ptr %no.p",
-                  "  %nonext = add i64 %no, 1",
-                  f"  %nomore = icmp slt i64 %nonext, {int(n_outputs)}",
-                  "  br i1 %nomore, label %nan.o, label %nan.o.end",
-                  "nan.o.end:",
-                  "  %ninext = add i64 %ni, 1",
-                  "  %nagain = icmp slt i64 %ninext, %hi",
-                  "  br i1 %nagain, label %nan, label %done"]
-    lines += ["done:", "  ret void", "}"]
-    return "\n".join(lines) + "\n"
+        e.call("void", "@free", [("ptr", buf)])
+        e.br(done)
+        e.label(nan)                             # no buffer: every output of the range is NaN
+        e.loop("%lo", "%hi", lambda i: e.loop(
+            0, n_out, lambda o: e.store("double", NAN_HEX, _out_ptr(e, o, i)), hint="nan.o"),
+            hint="nan")
+    e.br(done)
+    e.label(done)
+    e.ret()
+    mod.add(e.finish(f"void @{name}_sbatch(ptr noalias %ptrs, ptr noalias %strides, "
+                     f"ptr noalias %out, i64 %ostride, i64 %lo, i64 %hi) nounwind"))
+    return mod.text()
+
+
+def _out_ptr(e: FunctionEmitter, o: Val, i: Val) -> Val:
+    """``&out[o * ostride + i]``."""
+    return e.gep("double", "%out", e.int_op("add", e.int_op("mul", o, "%ostride"), i),
+                 inbounds=False, hint="oo.p")

@@ -1,13 +1,14 @@
 """One LLVM IR emitter for every generator in the back end.
 
-The straight-line kernels, the SIMD batch kernels, the loop kernels and the
-Python call glue all write LLVM IR through :class:`FunctionEmitter`: it hands
-out fresh value and label names, knows the element type it computes in
-(``double`` for one point, ``<L x double>`` for L points of a SIMD batch),
-writes typed constants, selects, loads, stores, GEPs, blocks, loops and
-calls, and records every declaration a function uses in its
-:class:`Module`. Nothing is patched after it is emitted: no placeholders, no
-regular expressions over IR text.
+The straight-line kernels, the SIMD batch kernels, the loop kernels, the
+scalar batch loop and the Python call glue all write LLVM IR through
+:class:`FunctionEmitter`: it hands out fresh value and label names, knows
+the element type it computes in (``double`` for one point, ``<L x double>``
+for L points of a SIMD batch), writes typed constants, selects, loads,
+stores, GEPs, allocas, blocks, loops and calls, and records every
+declaration a function uses in its :class:`Module`. Nothing is patched
+after it is emitted: no placeholders, no regular expressions over IR text
+(``tests/test_emitter.py`` checks that no other module writes IR by hand).
 
 The op templates (:mod:`compiler.ops`) are written once against this class:
 ``e.fadd(a, b)`` is ``fadd double`` in a scalar kernel and ``fadd <8 x
@@ -93,6 +94,11 @@ class FunctionEmitter:
     (with ``simd`` saying which libm functions have vector variants).
     ``ops`` resolves op names to templates (:func:`compiler.ops.get`), so a
     template can call another op's template with :meth:`op`.
+
+    Every method that defines a value names it afresh (``%hint.N``) unless
+    given ``name=`` (``"%in"``): an explicit name, for the values a function's
+    interface or its callers' tests refer to. Fresh names always end in
+    ``.N``, so an explicit name without that suffix never collides with one.
     """
 
     def __init__(self, module: Module, lanes: Optional[int] = None,
@@ -269,25 +275,36 @@ class FunctionEmitter:
     def icmp(self, pred: str, a, b, ty: str = "i64") -> Val:
         return self._def("ic", f"icmp {pred} {ty} {a}, {b}")
 
-    def gep(self, elem_ty: str, base, index, inbounds: bool = True, hint: str = "p") -> Val:
+    def gep(self, elem_ty: str, base, index, inbounds: bool = True, hint: str = "p",
+            name: Optional[str] = None) -> Val:
         ib = " inbounds" if inbounds else ""
-        return self._def(hint, f"getelementptr{ib} {elem_ty}, ptr {base}, i64 {index}")
+        return self._def(hint, f"getelementptr{ib} {elem_ty}, ptr {base}, i64 {index}", name)
 
-    def load(self, ty: str, ptr, align: Optional[int] = None, hint: str = "ld") -> Val:
+    def load(self, ty: str, ptr, align: Optional[int] = None, hint: str = "ld",
+             name: Optional[str] = None) -> Val:
         al = f", align {align}" if align else ""
-        return self._def(hint, f"load {ty}, ptr {ptr}{al}")
+        return self._def(hint, f"load {ty}, ptr {ptr}{al}", name)
+
+    def alloca(self, ty: str, count=1, align: Optional[int] = None, hint: str = "buf",
+               name: Optional[str] = None) -> Val:
+        """``alloca ty, i64 count``: stack room for ``count`` values of ``ty``
+        (a pointer, live until the function returns)."""
+        al = f", align {align}" if align else ""
+        return self._def(hint, f"alloca {ty}, i64 {count}{al}", name)
 
     def store(self, ty: str, value, ptr, align: Optional[int] = None) -> None:
         al = f", align {align}" if align else ""
         self.emit(f"store {ty} {value}, ptr {ptr}{al}")
 
-    def call(self, ret: str, callee: str, args: Sequence[tuple], hint: str = "r") -> Optional[Val]:
-        """``call ret callee(ty a, ...)``; ``callee`` is ``@symbol`` or a pointer value."""
+    def call(self, ret: str, callee: str, args: Sequence[tuple], hint: str = "r",
+             name: Optional[str] = None) -> Optional[Val]:
+        """``call ret callee(ty a, ...)``; ``callee`` is ``@symbol`` or a pointer
+        value (an indirect call through a loaded function pointer)."""
         text = ", ".join(f"{t} {v}" for t, v in args)
         if ret == "void":
             self.emit(f"call void {callee}({text})")
             return None
-        return self._def(hint, f"call {ret} {callee}({text})")
+        return self._def(hint, f"call {ret} {callee}({text})", name)
 
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")

@@ -130,9 +130,9 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
     if n_tmp > _MAX_STACK_SLOTS:
         mod.declare("malloc", "ptr", ["i64"])
         mod.declare("free", "void", ["ptr"])
-        tmp = e._def("tmp", f"call ptr @malloc(i64 {8 * n_tmp})", name="%tmp")
+        tmp = e.call("ptr", "@malloc", [("i64", 8 * n_tmp)], name="%tmp")
     else:
-        tmp = e._def("tmp", f"alloca double, i64 {n_tmp}, align 16", name="%tmp")
+        tmp = e.alloca("double", n_tmp, align=16, name="%tmp")
     for c in range(len(bounds)):
         e.call("void", f"@{name}.c{c}", [("ptr", "%in"), ("ptr", "%out"), ("ptr", tmp)])
     if n_tmp > _MAX_STACK_SLOTS:

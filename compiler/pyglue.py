@@ -38,6 +38,8 @@ import sysconfig
 
 import numpy as np
 
+from compiler.emitter import FunctionEmitter, Module, Val
+
 __all__ = ["glue_module", "make_builtin", "supported", "RESULTS"]
 
 RESULTS = ("scalar", "tuple", "array", "rest", "jacobian")
@@ -145,6 +147,8 @@ def glue_module(layout: list, n_inputs: int, entries: list) -> str:
     (see :func:`make_builtin`); while the cell holds 0 (a kernel compiled on
     first use) every call goes to the fallback. The text depends on positions
     and lengths only, so functions of one layout share one cached object.
+    Written through :class:`compiler.emitter.FunctionEmitter`, like every
+    other generator's IR.
 
     Examples
     --------
@@ -155,15 +159,33 @@ def glue_module(layout: list, n_inputs: int, entries: list) -> str:
     names = [e[0] for e in entries]
     if not entries or len(set(names)) != len(names):
         raise ValueError(f"entries need distinct names, got {names}")
-    text = ["declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
-            "declare ptr @malloc(i64)", "declare void @free(ptr)"]
+    mod = Module()
     for name, n_outputs, result, rows in entries:
-        text += _glue_function(name, layout, n_inputs, n_outputs, result, rows)
-    return "\n".join(text) + "\n"
+        _glue_function(mod, name, layout, n_inputs, n_outputs, result, rows)
+    return mod.text()
 
 
-def _glue_function(name: str, layout: list, n_inputs: int, n_outputs: int, result: str,
-                   rows: int) -> list:
+class _Context:
+    """The context table's entries (type objects, C-API functions), loaded in
+    the entry block: ``ctx.float``, ``ctx.arraynew``, ..."""
+
+    SLOTS = (("float", _FLOAT), ("npf64", _NPF64), ("ndarray", _NDARRAY), ("f64", _F64DESCR),
+             ("fromdouble", _FROMDOUBLE), ("tuplenew", _TUPLENEW), ("arraynew", _ARRAYNEW),
+             ("decref", _DECREF), ("vectorcall", _VECTORCALL))
+
+    def __init__(self, e: FunctionEmitter, table) -> None:
+        for label, slot in self.SLOTS:
+            setattr(self, label, e.load("ptr", e.gep("ptr", table, slot, inbounds=False,
+                                                     hint=f"c.{label}.p"), hint=f"c.{label}"))
+
+
+def _field(e: FunctionEmitter, ty: str, obj, offset: int, hint: str) -> Val:
+    """The ``ty`` at byte ``offset`` of the object at ``obj``."""
+    return e.load(ty, e.gep("i8", obj, offset, inbounds=False, hint=f"{hint}.p"), hint=hint)
+
+
+def _glue_function(mod: Module, name: str, layout: list, n_inputs: int, n_outputs: int,
+                   result: str, rows: int) -> None:
     if not name.isidentifier():
         raise ValueError(f"{name!r} is not an identifier")
     if result not in RESULTS:
@@ -172,167 +194,143 @@ def _glue_function(name: str, layout: list, n_inputs: int, n_outputs: int, resul
         raise ValueError(f"{n_outputs} outputs are not {rows} values and an ({rows}, k) Jacobian")
     n_in, n_out = max(int(n_inputs), 1), max(int(n_outputs), 1)
     on_heap = n_in + n_out > _MAX_STACK_DOUBLES
-    L = [f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
-         "entry:"]
-    L += [f"  %tabp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS}",
-          "  %tab = load ptr, ptr %tabp",
-          f"  %ctxp = getelementptr i8, ptr %tab, i64 {_ARR_DATA}",
-          "  %ctx = load ptr, ptr %ctxp",
-          f"  %cellp = getelementptr i8, ptr %self, i64 {_TUPLE_ITEMS + 16}",   # the kernel's cell
-          "  %cell = load ptr, ptr %cellp",
-          f"  %celld.p = getelementptr i8, ptr %cell, i64 {_ARR_DATA}",
-          "  %celld = load ptr, ptr %celld.p",
-          "  %kernel = load ptr, ptr %celld"]
-    for slot, label in ((_FLOAT, "float"), (_NPF64, "npf64"), (_NDARRAY, "ndarray"),
-                        (_F64DESCR, "f64"), (_FROMDOUBLE, "fromdouble"), (_TUPLENEW, "tuplenew"),
-                        (_ARRAYNEW, "arraynew"), (_DECREF, "decref"), (_VECTORCALL, "vectorcall")):
-        L += [f"  %c.{label}.p = getelementptr ptr, ptr %ctx, i64 {slot}",
-              f"  %c.{label} = load ptr, ptr %c.{label}.p"]
-    L += ["  %haskernel = icmp ne ptr %kernel, null",
-          "  %kwnull = icmp eq ptr %kwnames, null",
-          f"  %nok = icmp eq i64 %nargs, {len(layout)}",
-          "  %callok = and i1 %kwnull, %nok",
-          "  %go = and i1 %callok, %haskernel",
-          "  br i1 %go, label %buffers, label %slow.call",
-          "buffers:"]
+    e = FunctionEmitter(mod)
+    tab = _field(e, "ptr", "%self", _TUPLE_ITEMS, "tab")
+    ctxd = _field(e, "ptr", tab, _ARR_DATA, "ctx")
+    cell = _field(e, "ptr", "%self", _TUPLE_ITEMS + 16, "cell")       # the kernel's cell
+    kernel = e.load("ptr", _field(e, "ptr", cell, _ARR_DATA, "celld"), name="%kernel")
+    c = _Context(e, ctxd)
+    slow, slow_call = e.fresh_label("slow"), e.fresh_label("slow.call")
+    haskernel = e.icmp("ne", kernel, "null", ty="ptr")
+    callok = e.int_op("and", e.icmp("eq", "%kwnames", "null", ty="ptr"),
+                      e.icmp("eq", "%nargs", len(layout)), ty="i1")
+    buffers = e.fresh_label("buffers")
+    e.cbr(e.int_op("and", callok, haskernel, ty="i1"), buffers, slow_call)
+    e.label(buffers)
     if on_heap:    # big programs: the buffers go to the heap (thread stacks can be small)
-        L += [f"  %in = call ptr @malloc(i64 {8 * (n_in + n_out)})",
-              "  %nomem = icmp eq ptr %in, null",
-              "  br i1 %nomem, label %slow.call, label %heap",
-              "heap:",
-              f"  %out = getelementptr double, ptr %in, i64 {n_in}",
-              "  br label %a0"]
+        mod.declare("malloc", "ptr", ["i64"])
+        mod.declare("free", "void", ["ptr"])
+        buf = e.call("ptr", "@malloc", [("i64", 8 * (n_in + n_out))], name="%in")
+        heap = e.fresh_label("heap")
+        e.cbr(e.icmp("eq", buf, "null", ty="ptr"), slow_call, heap)
+        e.label(heap)
+        out = e.gep("double", buf, n_in, inbounds=False, name="%out")
     else:
-        L += [f"  %in = alloca double, i64 {n_in}, align 16",
-              f"  %out = alloca double, i64 {n_out}, align 16",
-              "  br label %a0"]
+        buf = e.alloca("double", n_in, align=16, name="%in")
+        out = e.alloca("double", n_out, align=16, name="%out")
+
+    def free_buffers() -> None:
+        if on_heap:
+            e.call("void", "@free", [("ptr", buf)])
+
+    def ret_ptr(value) -> None:
+        """``ret ptr value`` from the fast path: the buffers are freed first."""
+        free_buffers()
+        e.ret("ptr", value)
+
     for k, (start, length) in enumerate(layout):
-        nxt = f"a{k + 1}"
-        L += [f"a{k}:",
-              f"  %o{k}.p = getelementptr ptr, ptr %args, i64 {k}",
-              f"  %o{k} = load ptr, ptr %o{k}.p",
-              f"  %t{k}.p = getelementptr i8, ptr %o{k}, i64 {_OB_TYPE}",
-              f"  %t{k} = load ptr, ptr %t{k}.p"]
-        if length is None:
-            L += [f"  %isf{k} = icmp eq ptr %t{k}, %c.float",
-                  f"  %isn{k} = icmp eq ptr %t{k}, %c.npf64",
-                  f"  %ok{k} = or i1 %isf{k}, %isn{k}",
-                  f"  br i1 %ok{k}, label %a{k}.v, label %slow",
-                  f"a{k}.v:",
-                  f"  %x{k}.p = getelementptr i8, ptr %o{k}, i64 {_FLOAT_VAL}",
-                  f"  %x{k} = load double, ptr %x{k}.p",
-                  f"  %i{k}.p = getelementptr double, ptr %in, i64 {int(start)}",
-                  f"  store double %x{k}, ptr %i{k}.p",
-                  f"  br label %{nxt}"]
+        obj = e.load("ptr", e.gep("ptr", "%args", k, inbounds=False, hint=f"o{k}.p"), hint=f"o{k}")
+        typ = _field(e, "ptr", obj, _OB_TYPE, f"t{k}")
+        read = e.fresh_label(f"a{k}.v")
+        if length is None:          # exact float or numpy.float64
+            ok = e.int_op("or", e.icmp("eq", typ, c.float, ty="ptr"),
+                          e.icmp("eq", typ, c.npf64, ty="ptr"), ty="i1")
+            e.cbr(ok, read, slow)
+            e.label(read)
+            x = _field(e, "double", obj, _FLOAT_VAL, f"x{k}")
+            e.store("double", x, e.gep("double", buf, int(start), inbounds=False))
             continue
-        L += [f"  %isa{k} = icmp eq ptr %t{k}, %c.ndarray",
-              f"  br i1 %isa{k}, label %a{k}.d, label %slow",
-              f"a{k}.d:",
-              f"  %nd{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_ND}",
-              f"  %nd{k} = load i32, ptr %nd{k}.p",
-              f"  %dims{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DIMS}",
-              f"  %dims{k} = load ptr, ptr %dims{k}.p",
-              f"  %ds{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DESCR}",
-              f"  %ds{k} = load ptr, ptr %ds{k}.p",
-              f"  %nd1{k} = icmp eq i32 %nd{k}, 1",
-              f"  %isd{k} = icmp eq ptr %ds{k}, %c.f64",
-              f"  %okd{k} = and i1 %nd1{k}, %isd{k}",
-              f"  br i1 %okd{k}, label %a{k}.n, label %slow",
-              f"a{k}.n:",
-              f"  %len{k} = load i64, ptr %dims{k}",
-              f"  %okn{k} = icmp eq i64 %len{k}, {int(length)}",
-              f"  br i1 %okn{k}, label %a{k}.v, label %slow",
-              f"a{k}.v:",
-              f"  %dp{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_DATA}",
-              f"  %dp{k} = load ptr, ptr %dp{k}.p",
-              f"  %sp{k}.p = getelementptr i8, ptr %o{k}, i64 {_ARR_STRIDES}",
-              f"  %sp{k} = load ptr, ptr %sp{k}.p",
-              f"  %st{k} = load i64, ptr %sp{k}"]
-        L += [f"  br label %a{k}.l",           # copy the elements, with the array's stride
-              f"a{k}.l:",
-              f"  %j{k} = phi i64 [0, %a{k}.v], [%jn{k}, %a{k}.l]",
-              f"  %e{k}.o = mul i64 %j{k}, %st{k}",
-              f"  %e{k}.p = getelementptr i8, ptr %dp{k}, i64 %e{k}.o",
-              f"  %e{k} = load double, ptr %e{k}.p, align 1",
-              f"  %e{k}.i = add i64 %j{k}, {int(start)}",
-              f"  %e{k}.d = getelementptr double, ptr %in, i64 %e{k}.i",
-              f"  store double %e{k}, ptr %e{k}.d",
-              f"  %jn{k} = add i64 %j{k}, 1",
-              f"  %more{k} = icmp slt i64 %jn{k}, {int(length)}",
-              f"  br i1 %more{k}, label %a{k}.l, label %{nxt}"]
-    L += [f"a{len(layout)}:",
-          "  call void %kernel(ptr %in, ptr %out)"]
-    body = _result(result, n_out, int(rows))
-    if on_heap:   # every return after the kernel call frees the buffers first
-        body = [line.replace("  ret ptr ", "  call void @free(ptr %in)\n  ret ptr ")
-                for line in body]
-    L += body
-    L += ["slow:"]       # an argument the fast path does not take
-    if on_heap:
-        L += ["  call void @free(ptr %in)"]
-    L += ["  br label %slow.call",
-          "slow.call:",
-          "  %fb.p = getelementptr i8, ptr %self, i64 " + str(_TUPLE_ITEMS + 8),
-          "  %fb = load ptr, ptr %fb.p",
-          "  %r.slow = call ptr %c.vectorcall(ptr %fb, ptr %args, i64 %nargs, ptr %kwnames)",
-          "  ret ptr %r.slow",
-          "}"]
-    return L
+        descr, count = e.fresh_label(f"a{k}.d"), e.fresh_label(f"a{k}.n")   # 1-D float64 ndarray
+        e.cbr(e.icmp("eq", typ, c.ndarray, ty="ptr"), descr, slow)
+        e.label(descr)
+        nd = _field(e, "i32", obj, _ARR_ND, f"nd{k}")
+        dims = _field(e, "ptr", obj, _ARR_DIMS, f"dims{k}")
+        ds = _field(e, "ptr", obj, _ARR_DESCR, f"ds{k}")
+        e.cbr(e.int_op("and", e.icmp("eq", nd, 1, ty="i32"), e.icmp("eq", ds, c.f64, ty="ptr"),
+                       ty="i1"), count, slow)
+        e.label(count)
+        size = e.load("i64", dims, hint=f"len{k}")
+        e.cbr(e.icmp("eq", size, int(length)), read, slow)
+        e.label(read)
+        data = _field(e, "ptr", obj, _ARR_DATA, f"dp{k}")
+        stride = e.load("i64", _field(e, "ptr", obj, _ARR_STRIDES, f"sp{k}"), hint=f"st{k}")
+
+        def copy(j: Val, data=data, stride=stride, start=start, k=k) -> None:
+            # in[start + j] = the array's element j, with the array's stride
+            src = e.gep("i8", data, e.int_op("mul", j, stride), inbounds=False)
+            x = e.load("double", src, align=1, hint=f"e{k}")
+            e.store("double", x, e.gep("double", buf, e.int_op("add", j, int(start)), inbounds=False))
+        e.loop(0, int(length), copy, hint=f"a{k}.l")
+    e.call("void", kernel, [("ptr", buf), ("ptr", out)])
+    _result(e, c, out, result, n_out, int(rows), ret_ptr)
+    e.label(slow)        # an argument the fast path does not take
+    free_buffers()
+    e.br(slow_call)
+    e.label(slow_call)
+    fallback = _field(e, "ptr", "%self", _TUPLE_ITEMS + 8, "fb")
+    e.ret("ptr", e.call("ptr", c.vectorcall, [("ptr", fallback), ("ptr", "%args"),
+                                              ("i64", "%nargs"), ("ptr", "%kwnames")], hint="r.slow"))
+    mod.add(e.finish(f"ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames)"))
 
 
-def _array(tag: str, lo: int, hi: int, shape: tuple | None = None) -> list:
+def _array(e: FunctionEmitter, c: _Context, out, lo: int, hi: int, fail: str,
+           shape: tuple | None = None) -> Val:
     """A fresh C-ordered float64 array of ``shape`` (default ``(hi - lo,)``)
-    holding ``out[lo:hi]`` in ``%{tag}`` (null on failure)."""
+    holding ``out[lo:hi]``; branches to ``fail`` when it cannot be made."""
     shape = shape or (hi - lo,)
-    lines = [f"  %{tag}.dims = alloca i64, i64 {len(shape)}"]
+    dims = e.alloca("i64", len(shape), hint="arr.dims")
     for d, size in enumerate(shape):
-        lines += [f"  %{tag}.dim{d} = getelementptr i64, ptr %{tag}.dims, i64 {d}",
-                  f"  store i64 {int(size)}, ptr %{tag}.dim{d}"]
-    lines += [f"  %{tag} = call ptr %c.arraynew(ptr %c.ndarray, i32 {len(shape)}, ptr %{tag}.dims, "
-              f"i32 {_NPY_DOUBLE}, ptr null, ptr null, i32 0, i32 0, ptr null)",
-             f"  %{tag}.null = icmp eq ptr %{tag}, null",
-             f"  br i1 %{tag}.null, label %{tag}.fail, label %{tag}.fill",
-             f"{tag}.fill:",
-             f"  %{tag}.d.p = getelementptr i8, ptr %{tag}, i64 {_ARR_DATA}",
-             f"  %{tag}.d = load ptr, ptr %{tag}.d.p",
-             f"  %{tag}.src = getelementptr double, ptr %out, i64 {lo}",
-             f"  call void @llvm.memcpy.p0.p0.i64(ptr %{tag}.d, ptr %{tag}.src, "
-             f"i64 {8 * (hi - lo)}, i1 false)"]
-    return lines
+        e.store("i64", int(size), e.gep("i64", dims, d, inbounds=False, hint=f"arr.dim{d}"))
+    arr = e.call("ptr", c.arraynew, [("ptr", c.ndarray), ("i32", len(shape)), ("ptr", dims),
+                                     ("i32", _NPY_DOUBLE), ("ptr", "null"), ("ptr", "null"),
+                                     ("i32", 0), ("i32", 0), ("ptr", "null")], hint="arr")
+    fill = e.fresh_label("arr.fill")
+    e.cbr(e.icmp("eq", arr, "null", ty="ptr"), fail, fill)
+    e.label(fill)
+    e.module.declare("llvm.memcpy.p0.p0.i64", "void", ["ptr", "ptr", "i64", "i1"])
+    e.call("void", "@llvm.memcpy.p0.p0.i64",
+           [("ptr", _field(e, "ptr", arr, _ARR_DATA, "arr.d")),
+            ("ptr", e.gep("double", out, lo, inbounds=False, hint="arr.src")),
+            ("i64", 8 * (hi - lo)), ("i1", "false")])
+    return arr
 
 
-def _result(result: str, n_out: int, rows: int) -> list:
+def _result(e: FunctionEmitter, c: _Context, out, result: str, n_out: int, rows: int,
+            ret_ptr) -> None:
+    """Box ``out`` as ``result`` and return it with ``ret_ptr`` (NULL, with no
+    reference left behind, when an allocation fails)."""
     if result == "scalar":
-        return ["  %v0 = load double, ptr %out",
-                "  %r = call ptr %c.fromdouble(double %v0)",
-                "  ret ptr %r"]
+        ret_ptr(e.call("ptr", c.fromdouble, [("double", e.load("double", out, hint="v0"))]))
+        return
     if result in ("array", "rest", "jacobian"):
         lo = {"array": 0, "rest": 1, "jacobian": rows}[result]
         shape = (rows, (n_out - rows) // rows) if result == "jacobian" else None
-        return _array("arr", lo, n_out, shape) + ["  ret ptr %arr", "arr.fail:", "  ret ptr null"]
-    return ["  %v0 = load double, ptr %out",                       # (value, grad)
-            "  %val = call ptr %c.fromdouble(double %v0)",
-            "  %val.null = icmp eq ptr %val, null",
-            "  br i1 %val.null, label %fail, label %mk",
-            "mk:",
-            *_array("arr", 1, n_out),
-            "  %tup = call ptr %c.tuplenew(i64 2)",
-            "  %tup.null = icmp eq ptr %tup, null",
-            "  br i1 %tup.null, label %tup.fail, label %tup.fill",
-            "tup.fill:",
-            f"  %tup.0 = getelementptr i8, ptr %tup, i64 {_TUPLE_ITEMS}",
-            "  store ptr %val, ptr %tup.0",
-            f"  %tup.1 = getelementptr i8, ptr %tup, i64 {_TUPLE_ITEMS + 8}",
-            "  store ptr %arr, ptr %tup.1",
-            "  ret ptr %tup",
-            "tup.fail:",
-            "  call void %c.decref(ptr %arr)",
-            "  br label %arr.fail",
-            "arr.fail:",
-            "  call void %c.decref(ptr %val)",
-            "  br label %fail",
-            "fail:",
-            "  ret ptr null"]
+        fail = e.fresh_label("arr.fail")
+        ret_ptr(_array(e, c, out, lo, n_out, fail, shape))
+        e.label(fail)
+        ret_ptr("null")
+        return
+    # (value, grad)
+    val = e.call("ptr", c.fromdouble, [("double", e.load("double", out, hint="v0"))], hint="val")
+    fail, arr_fail, tup_fail = e.fresh_label("fail"), e.fresh_label("arr.fail"), e.fresh_label("tup.fail")
+    make, fill = e.fresh_label("mk"), e.fresh_label("tup.fill")
+    e.cbr(e.icmp("eq", val, "null", ty="ptr"), fail, make)
+    e.label(make)
+    arr = _array(e, c, out, 1, n_out, arr_fail)
+    tup = e.call("ptr", c.tuplenew, [("i64", 2)], hint="tup")
+    e.cbr(e.icmp("eq", tup, "null", ty="ptr"), tup_fail, fill)
+    e.label(fill)
+    e.store("ptr", val, e.gep("i8", tup, _TUPLE_ITEMS, inbounds=False, hint="tup.0"))
+    e.store("ptr", arr, e.gep("i8", tup, _TUPLE_ITEMS + 8, inbounds=False, hint="tup.1"))
+    ret_ptr(tup)
+    e.label(tup_fail)
+    e.call("void", c.decref, [("ptr", arr)])
+    e.br(arr_fail)
+    e.label(arr_fail)
+    e.call("void", c.decref, [("ptr", val)])
+    e.br(fail)
+    e.label(fail)
+    ret_ptr("null")
 
 
 class _MethodDef(ctypes.Structure):
