@@ -101,22 +101,58 @@ def _versions() -> str:
 
     return (f"llvmlite {llvmlite.__version__} {llvm.get_process_triple()} "
             f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()} "
-            f"py {sys.version_info[:2]}")
+            f"py {sys.version_info[:2]} {_PIPELINE}")
+
+
+# Straight-line modules (no branch: the scalar kernels, two per compiled
+# formula) run a short IR pipeline instead of the O2 default one. llvmlite
+# 0.50's O2 pipeline leaves ~58 KB behind per run (measured: fresh pass
+# builder per module, module/target machine/context disposed; building the
+# pass builder alone leaves ~1.6 KB, parsing and emit_object nothing); the
+# leak is in passes of the default pipeline, not in llvmlite's objects, and
+# closing them explicitly does not help. This pipeline leaves ~1-5 KB per
+# run. On straight-line code without fast-math flags the O2 extras (loop,
+# vectorizer and inliner passes, GVN) have nothing to do beyond what SROA,
+# instcombine and simplifycfg already do (benchmarks/bench_call.py).
+# Modules with branches (loops, call glue) keep O2: few per process.
+_STRAIGHT_PASSES = ("sroa", "instruction_combine", "simplify_cfg")
+_PIPELINE = "straight:" + ",".join(_STRAIGHT_PASSES)   # part of the cache key (_versions)
+
+
+def _straight_line(ir_text: str) -> bool:
+    return "\n  br " not in ir_text and " phi " not in ir_text and "\n  switch " not in ir_text
 
 
 def _compile_object(ir_text: str, opt: tuple[int, int]) -> bytes:
     llvm = _llvm()
     mod = llvm.parse_assembly(ir_text)
-    mod.verify()
-    ir_level, codegen_level = opt[:2]
-    machine = _machine(llvm, codegen_level)
-    if ir_level > 0:
-        pto = llvm.create_pipeline_tuning_options(speed_level=ir_level)
-        if len(opt) > 2:
-            pto.loop_unrolling = bool(opt[2])
-        pb = llvm.create_pass_builder(machine, pto)
-        pb.getModulePassManager().run(mod, pb)
-    return machine.emit_object(mod)
+    try:
+        mod.verify()
+        ir_level, codegen_level = opt[:2]
+        machine = _machine(llvm, codegen_level)
+        if ir_level > 0:
+            pto = llvm.create_pipeline_tuning_options(speed_level=ir_level)
+            if len(opt) > 2:
+                pto.loop_unrolling = bool(opt[2])
+            # A pass builder per module: llvmlite registers instrumentation
+            # callbacks into the builder on every run (they pile up, and point
+            # at freed memory, in a shared one).
+            pb = llvm.create_pass_builder(machine, pto)
+            if _straight_line(ir_text):
+                mpm = llvm.create_new_module_pass_manager()
+                for name in _STRAIGHT_PASSES:
+                    getattr(mpm, f"add_{name}_pass")()
+            else:
+                mpm = pb.getModulePassManager()
+            try:
+                mpm.run(mod, pb)
+            finally:
+                mpm.close()
+                pb.close()
+                pto.close()
+        return machine.emit_object(mod)
+    finally:
+        mod.close()
 
 
 @dataclass
