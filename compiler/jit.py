@@ -32,12 +32,11 @@ twice gives the same library while it lives, and does not keep it alive.
 
 Measured costs (this machine, llvmlite 0.50, RuntimeDyld): a small library
 takes ~45 KB while loaded; after unloading ORC keeps ~11 KB of bookkeeping
-per library (a library name can never be reused; JITLink measured about the
-same). The larger cost of compiling many small kernels is elsewhere: each
-O2 pass-pipeline run in llvmlite 0.50 leaves ~80 KB behind (measured with
-the same IR text, fresh or shared pass builder, fresh context or target
-machine), so ``benchmarks/bench_memory.py`` still grows ~400 KB per formula
-after its functions are dropped.
+per library (a library name can never be reused). LLVM's default O2
+pipeline leaves ~58 KB behind per run inside LLVM, whatever is closed, so
+straight-line kernels (most modules of a formula) run a short pipeline of
+their own instead (:func:`compiler.llvmjit._compile_object`); see
+``benchmarks/bench_memory.py`` for what a formula costs.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ __all__ = ["BatchKernel", "LLVMKernel", "LoopKernel", "load_batch_loop", "load_l
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
-_LOADED: "weakref.WeakValueDictionary[str, LLVMKernel]" = weakref.WeakValueDictionary()
+_LOADED: "weakref.WeakValueDictionary[tuple, LLVMKernel]" = weakref.WeakValueDictionary()
 # loaded objects are deduplicated (weakly) by compiler.jit.find(symbol)
 _PLACEHOLDER = "SGKERNEL"
 _VOIDPP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -123,10 +123,15 @@ def _straight_line(ir_text: str) -> bool:
     return "\n  br " not in ir_text and " phi " not in ir_text and "\n  switch " not in ir_text
 
 
-def _compile_object(ir_text: str, opt: tuple[int, int]) -> bytes:
+def _compile_object(ir_text: str, opt: tuple[int, int], symbol: str = _PLACEHOLDER) -> bytes:
+    """The object code of ``ir_text``, its ``@SGKERNEL...`` symbols renamed to
+    ``symbol...`` on the parsed module (the text itself is never edited)."""
     llvm = _llvm()
     mod = llvm.parse_assembly(ir_text)
     try:
+        for fn in mod.functions:
+            if fn.name.startswith(_PLACEHOLDER):
+                fn.name = symbol + fn.name[len(_PLACEHOLDER):]
         mod.verify()
         ir_level, codegen_level = opt[:2]
         machine = _machine(llvm, codegen_level)
@@ -257,7 +262,7 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
 
                 warnings.warn(f"symgrad cache file {name} did not load ({exc}); compiled it again",
                               objcache.CacheWarning, stacklevel=2)
-        obj = _compile_object(text.replace(f"@{_PLACEHOLDER}", f"@{symbol}"), opt)
+        obj = _compile_object(text, opt, symbol)
         path = objcache.store(name, obj)
         return jit.link_object(obj, symbol, entries, path=path, reused=False, depends=depends,
                                imports=imports)
@@ -268,11 +273,12 @@ def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
     text = llvm_module(fn, _PLACEHOLDER, chunk)
     lib = load_object(text, opt_level(len(fn)), ("",))
     with _LOCK:
-        kernel = _LOADED.get(lib.symbol)
+        key = (lib.symbol, fn.n_inputs, fn.n_outputs)   # equal text, other input counts
+        kernel = _LOADED.get(key)
         if kernel is None:
             kernel = LLVMKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses[""], lib.path,
                                 lib.reused, len(fn), owner=lib)
-            _LOADED[lib.symbol] = kernel
+            _LOADED[key] = kernel
         return kernel
 
 
