@@ -131,3 +131,18 @@ def test_register_rejects_bad_records():
         ops.register("test_records_bad", 1, math.exp, lambda e, a: a[0], "simd")
     with pytest.raises(ValueError, match="already registered"):
         ops.register("tanh", 1, math.tanh, lambda e, a: a[0])
+
+
+def test_call_layer_has_no_exec_and_no_globals_rewriting():
+    """One kernel object chosen once: no exec-generated dispatchers, no hot swap
+    through a function's __globals__ (grep-able facts of the call layer)."""
+    layer = ["symgrad/compile.py", "compiler/kernel.py", "compiler/signature.py",
+             "compiler/parallel.py", "compiler/pyglue.py", "compiler/llvmjit.py",
+             "compiler/batchloop.py"]
+    for rel in layer:
+        tree = ast.parse((ROOT / rel).read_text())
+        calls = [n.func.id for n in ast.walk(tree)
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        assert "exec" not in calls and "eval" not in calls, rel
+        attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert "__globals__" not in attrs, rel
