@@ -15,7 +15,7 @@ from symgrad.dot import to_dot
 from symgrad.errors import GradientMismatch, UnsupportedOperation
 from symgrad.functions import relu, sigmoid, softplus
 from symgrad.matrix import column_logsumexp, expand_scalars, msum, sum_squares
-from symgrad.ops import Op, all_ops, get_op, register_op
+from symgrad.ops import Op, all_ops, get_op, register_op, unregister_op
 from symgrad.parse import parse_formula
 from symgrad.program import GradientProgram
 from symgrad.tape import Value
@@ -26,7 +26,7 @@ __all__ = [
     "grad", "derivative", "jacobian", "hessian", "gradient_program", "GradientProgram",
     "Value", "tape", "check_grad", "GradCheckReport", "compile", "CompiledFunction",
     "relu", "sigmoid", "softplus", "msum", "sum_squares", "expand_scalars", "column_logsumexp",
-    "register_op", "get_op", "all_ops", "Op",
+    "register_op", "unregister_op", "get_op", "all_ops", "Op",
     "UnsupportedOperation", "GradientMismatch",
     "parse_formula", "to_dot",
     "datasets", "nn", "optim",

@@ -177,14 +177,7 @@ def test_key_distinguishes_half_from_point_five():
     assert _key(x**sp.Float(0.5), [x]) != _key(x**sp.Float(0.5, 30), [x])
 
 
-def _unregister(name: str) -> None:
-    from symgrad.ops import registry
-
-    op = registry._BY_NAME.pop(name, None)
-    if op is not None:
-        registry._BY_HEAD.pop(op.head, None)
-    if name in sg.Value.__dict__:
-        delattr(sg.Value, name)
+_unregister = sg.unregister_op
 
 
 def test_key_follows_the_op_table():

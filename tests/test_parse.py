@@ -206,12 +206,7 @@ class parse_test_cube(sp.Function):
     nargs = 1
 
 
-def _unregister(name):
-    op = registry._BY_NAME.pop(name, None)
-    if op is not None:
-        registry._BY_HEAD.pop(op.head, None)
-    if name in sg.Value.__dict__:
-        delattr(sg.Value, name)
+_unregister = sg.unregister_op
 
 
 @pytest.fixture

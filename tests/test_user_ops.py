@@ -41,12 +41,7 @@ def dsoftsign_np(u):
     return 1.0 / (1.0 + np.abs(u))**2
 
 
-def _unregister(name: str) -> None:
-    op = registry._BY_NAME.pop(name, None)
-    if op is not None:
-        registry._BY_HEAD.pop(op.head, None)
-    if name in sg.Value.__dict__:
-        delattr(sg.Value, name)
+_unregister = sg.unregister_op
 
 
 @pytest.fixture

@@ -321,7 +321,9 @@ def register_decomposition(base: str, fn: Function, doc: str = "") -> ops.Primit
 
 # -- numeric forwards ---------------------------------------------------------------------
 
-def _arity(fn: Callable) -> Optional[int]:
+def positional_arity(fn: Callable) -> Optional[int]:
+    """How many positional parameters without a default ``fn`` takes; None for
+    ``*args`` or no signature."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -360,7 +362,7 @@ def register_forward(base: str, forward: Callable[..., float], arity: int,
     """
     if not callable(forward):
         raise TypeError(f"forward of {base!r} must be callable, got {forward!r}")
-    n = _arity(forward)
+    n = positional_arity(forward)
     if n is not None and n != arity:
         raise ValueError(f"forward of {base!r} takes {n} arguments, the op has {arity}")
     name = _record_name(base, hashlib.sha256(f"forward\0{arity}\0{code_digest(forward)}"

@@ -10,7 +10,7 @@ Where to find an op's rules, by file name:
 * ``reductions``  logsumexp (n-ary, stable)
 """
 
-from symgrad.ops.registry import Op, all_ops, get_op, lookup_op, register_op
+from symgrad.ops.registry import Op, all_ops, get_op, lookup_op, register_op, unregister_op
 from symgrad.ops import activations, arithmetic, elementary, logic, nonsmooth, reductions  # noqa: F401  (register)
 
-__all__ = ["Op", "register_op", "lookup_op", "get_op", "all_ops"]
+__all__ = ["Op", "register_op", "unregister_op", "lookup_op", "get_op", "all_ops"]

@@ -22,16 +22,16 @@ table; nothing else in symgrad dispatches on the kind of op.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import sympy as sp
 
 from compiler import runtime
+from compiler.ops.user import positional_arity
 from symgrad.errors import UnsupportedOperation
 
-__all__ = ["Op", "register_op", "lookup_op", "get_op", "all_ops"]
+__all__ = ["Op", "register_op", "unregister_op", "lookup_op", "get_op", "all_ops"]
 
 Partials = Callable[..., Sequence[Optional[sp.Expr]]]
 TapePartials = Callable[..., Sequence[Optional[float]]]
@@ -108,13 +108,8 @@ _BY_NAME: dict[str, Op] = {}
 
 
 def _arity_of(fn: Callable) -> Optional[int]:
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return None
-    return len(params) - 1  # minus `out`
+    n = positional_arity(fn)
+    return None if n is None else n - 1  # minus `out`
 
 
 def register_op(
@@ -293,34 +288,21 @@ def register_op(
 def _op_arity(op_name: str, partials, decompose, forward, impl) -> Optional[int]:
     """The number of inputs, from ``partials`` (after ``out``), ``decompose``
     or a forward's own signature; those that say must agree."""
-    if decompose is not None and _n_params(decompose) is None:
+    if decompose is not None and positional_arity(decompose) is None:
         raise ValueError(f"register_op({op_name!r}): decompose must take the op's arguments "
                          f"one by one (lambda a, b: ...), not *args")
     counts = []
     if partials is not None:
         counts.append(("partials (after `out`)", _arity_of(partials)))
     if decompose is not None:
-        counts.append(("decompose", _n_params(decompose)))
+        counts.append(("decompose", positional_arity(decompose)))
     if forward is not None and impl is None:
-        counts.append(("forward", _n_params(forward)))
+        counts.append(("forward", positional_arity(forward)))
     known = [(who, n) for who, n in counts if n is not None]
     if len({n for _, n in known}) > 1:
         text = ", ".join(f"{who} takes {n}" for who, n in known)
         raise ValueError(f"register_op({op_name!r}): argument counts disagree: {text}")
     return known[0][1] if known else None
-
-
-def _n_params(fn: Callable) -> Optional[int]:
-    """How many positional parameters without a default ``fn`` takes; None for
-    ``*args`` or no signature."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return None
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-               and p.default is p.empty)
 
 
 def _check_impl(op_name: str, impl: str, arity: Optional[int]) -> None:
@@ -358,6 +340,29 @@ def _tape_hook(op: Op) -> None:
     hook = globals().get("_ON_REGISTER")
     if hook is not None:
         hook(op)
+
+
+def unregister_op(name: str) -> None:
+    """Remove op ``name`` from the op table (and its tape-engine method), e.g.
+    to register it again differently in a notebook. Already compiled
+    functions keep working; nothing happens if there is no such op.
+
+    Examples
+    --------
+    >>> import sympy as sp, symgrad as sg
+    >>> f = sp.Function("twice_doc")
+    >>> _ = sg.register_op(f, decompose=lambda a: 2 * a)
+    >>> sg.unregister_op("twice_doc")
+    >>> "twice_doc" in [op.name for op in sg.all_ops()]
+    False
+    """
+    op = _BY_NAME.pop(name, None)
+    if op is not None:
+        _BY_HEAD.pop(op.head, None)
+    from symgrad.tape import Value
+
+    if name in Value.__dict__:
+        delattr(Value, name)
 
 
 def lookup_op(expr: sp.Basic) -> Optional[Op]:
