@@ -48,7 +48,7 @@ from compiler.ir import Function
 from compiler.llvmgen import unsupported_ops
 from compiler.signature import KINDS, Signature
 
-__all__ = ["Kernel", "BACKENDS", "llvm_supports"]
+__all__ = ["Kernel", "BACKENDS", "GROUP_MAX_STATEMENTS", "build_kernels", "llvm_supports"]
 
 BACKENDS = ("llvm", "numba", "python")
 
@@ -90,6 +90,8 @@ class Kernel:
         Compile on first use instead of now (the entries exist either way).
     name : str
         The function's name in generated source (tracebacks, Numba's cache files).
+    native : compiler.llvmjit.LLVMKernel, optional
+        The llvm back end's kernel of ``fn``, already loaded (:func:`build_kernels`).
 
     Examples
     --------
@@ -103,7 +105,7 @@ class Kernel:
     """
 
     def __init__(self, fn: Function, signature: Signature, backend: str, *,
-                 lazy: bool = False, name: str = "kernel") -> None:
+                 lazy: bool = False, name: str = "kernel", native=None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if fn.n_inputs != signature.n_inputs:
@@ -118,6 +120,10 @@ class Kernel:
         self._batch_kernel = None
         self._cell = np.zeros(1, dtype=np.uint64)     # the glue's kernel address; 0: not loaded
         self._keep: list = []      # owners of the code the glue reaches (kept by each builtin)
+        self._native = native
+        if native is not None and (backend != "llvm" or native.n_inputs != fn.n_inputs
+                                   or native.n_outputs != fn.n_outputs):
+            raise ValueError("native= must be the llvm kernel of fn")
         if not lazy:
             self._load()
 
@@ -148,7 +154,8 @@ class Kernel:
     def _load_llvm(self) -> _Loaded:
         from compiler.llvmjit import load_llvm
 
-        k = load_llvm(self.fn)
+        k = self._native if self._native is not None else load_llvm(self.fn)
+        self._native = None
         raw = _VOIDPP(k.address)      # run() hands it fresh contiguous float64 vectors
         return _Loaded(lambda inp, out: raw(inp.ctypes.data, out.ctypes.data), k.address,
                        k.symbol, k, k.path, k.reused, lambda: int(k.reused))
@@ -174,6 +181,13 @@ class Kernel:
     def native(self):
         """The loaded :class:`compiler.llvmjit.LLVMKernel` (llvm back end), else None."""
         return self._load().native
+
+    @property
+    def library(self):
+        """The :class:`compiler.jit.JITLibrary` holding the llvm code, once loaded
+        (None before, and on the other back ends); loads nothing."""
+        loaded = self._loaded
+        return loaded.native.owner if loaded is not None and loaded.native is not None else None
 
     @property
     def cache_path(self) -> Optional[Path]:
@@ -282,6 +296,44 @@ class Kernel:
         if self.n_outputs != need and not (kind == "values" and self.n_outputs > need):
             raise ValueError(f"a {kind} call needs a kernel of {need} outputs; this one has "
                              f"{self.n_outputs}")
+
+
+GROUP_MAX_STATEMENTS = 4000
+"""Programs of at most this many statements in all are compiled together by
+:func:`build_kernels` (one object file, one JIT library)."""
+
+
+def build_kernels(fns: dict, signature: Signature, backend: str) -> dict:
+    """Kernels of several programs with one signature: ``{name: fn}`` -> ``{name: Kernel}``.
+
+    The first program is compiled now. On the llvm back end, when all of them
+    together have at most :data:`GROUP_MAX_STATEMENTS` statements, the rest are
+    compiled with it into one object and one JIT library (a formula compiled
+    in a loop then costs one library, not one per kernel: :mod:`compiler.jit`);
+    otherwise, and on the other back ends, the rest are compiled on first use.
+
+    Examples
+    --------
+    >>> from compiler.ir import Builder
+    >>> b = Builder(1)
+    >>> sq = b.finish([b.op("mul", b.input(0), b.input(0))])
+    >>> ks = build_kernels({"values": sq}, Signature([None], n_values=1, n_wrt=0), "llvm")
+    >>> ks["values"].entry("values")(3.0)
+    9.0
+    """
+    names = list(fns)
+    if not names:
+        raise ValueError("build_kernels needs at least one program")
+    natives: dict = {}
+    if backend == "llvm" and len(names) > 1 \
+            and sum(len(f) for f in fns.values()) <= GROUP_MAX_STATEMENTS \
+            and all(llvm_supports(f) for f in fns.values()):
+        from compiler.llvmjit import load_llvm_group
+
+        group = load_llvm_group({("" if k == 0 else f"_{n}"): fns[n] for k, n in enumerate(names)})
+        natives = {n: group["" if k == 0 else f"_{n}"] for k, n in enumerate(names)}
+    return {n: Kernel(fns[n], signature, backend, lazy=k > 0 and n not in natives, name=n,
+                      native=natives.get(n)) for k, n in enumerate(names)}
 
 
 def _glue_addresses(sig: Signature) -> Optional[tuple]:

@@ -63,8 +63,14 @@ def _chunks(fn: Function, chunk: int) -> list:
     return bounds
 
 
-def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) -> str:
+def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK,
+                also: tuple = ()) -> str:
     """LLVM IR text of ``fn`` as ``void name(ptr in, ptr out)``.
+
+    ``also`` adds more kernels to the same module, ``((fn, name), ...)``: one
+    object file, one JIT library for all of them (a compiled formula's
+    value-and-gradient and forward kernels: each library costs memory of
+    its own, :mod:`compiler.jit`).
 
     Examples
     --------
@@ -74,6 +80,16 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
     >>> "call double @tanh(double %in.2)" in ir
     True
     """
+    mod = Module()
+    names = [name, *(n for _, n in also)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"kernel names must differ, got {names}")
+    for f, n in ((fn, name), *also):
+        _add_kernel(mod, f, n, chunk)
+    return mod.text()
+
+
+def _add_kernel(mod: Module, fn: Function, name: str, chunk: int) -> None:
     if not name.isidentifier():
         raise ValueError(f"kernel name {name!r} is not an identifier")
     check_supported(fn)
@@ -96,7 +112,6 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
         c = owner[v] if instrs[v].op not in (INPUT, CONST) else len(bounds) - 1
         outputs_by_chunk.setdefault(c, []).append((k, v))
 
-    mod = Module()
     for c, (lo, hi) in enumerate(bounds):
         e = FunctionEmitter(mod)
         local: dict = {}
@@ -139,4 +154,3 @@ def llvm_module(fn: Function, name: str = "kernel", chunk: int = DEFAULT_CHUNK) 
         e.call("void", "@free", [("ptr", tmp)])
     e.ret()
     mod.add(e.finish(f"void @{name}(ptr noalias %in, ptr noalias %out) nounwind"))
-    return mod.text()

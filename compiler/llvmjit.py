@@ -47,7 +47,7 @@ from compiler.codegen import source_hash
 from compiler.ir import Function
 from compiler.llvmgen import DEFAULT_CHUNK, llvm_module
 
-__all__ = ["BatchKernel", "LLVMKernel", "LoopKernel", "load_batch_loop", "load_llvm", "load_loops",
+__all__ = ["BatchKernel", "LLVMKernel", "LoopKernel", "load_batch_loop", "load_llvm", "load_llvm_group", "load_loops",
            "load_object", "load_glue", "load_vector", "opt_level", "simd_math"]
 
 _LOCK = threading.Lock()
@@ -214,7 +214,7 @@ class LLVMKernel:
         of the process (see :func:`compiler.jit.export_to_numba`)."""
         from numba import types
 
-        jit.export_to_numba(self.symbol)
+        jit.export_to_numba(self.owner.symbol if self.owner is not None else self.symbol)
         return types.ExternalFunction(self.symbol, types.void(types.voidptr, types.voidptr))
 
 
@@ -270,16 +270,37 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
 
 def load_llvm(fn: Function, chunk: int = DEFAULT_CHUNK) -> LLVMKernel:
     """Compile (or load from the disk cache) an SSA function with LLVM."""
-    text = llvm_module(fn, _PLACEHOLDER, chunk)
-    lib = load_object(text, opt_level(len(fn)), ("",))
+    return load_llvm_group({"": fn}, chunk)[""]
+
+
+def load_llvm_group(fns: dict, chunk: int = DEFAULT_CHUNK) -> dict:
+    """Compile several SSA functions into one object file and one JIT library:
+    ``{suffix: fn}`` -> ``{suffix: LLVMKernel}`` (kernel symbols are the
+    library's symbol plus the suffix; suffix ``""`` must be one of them).
+
+    A JIT library costs ~11 KB that ORC never returns, however small its code
+    (:mod:`compiler.jit`): the two kernels of a compiled formula go in one.
+    Each kernel holds the library, so the code lives while either does.
+    """
+    if "" not in fns or not all(s == "" or (s.startswith("_") and s[1:].isidentifier())
+                                for s in fns):
+        raise ValueError(f"suffixes must include '' and be '_name' identifiers, got {list(fns)}")
+    also = tuple((f, _PLACEHOLDER + s) for s, f in fns.items() if s)
+    text = llvm_module(fns[""], _PLACEHOLDER, chunk, also=also)
+    size = sum(len(f) for f in fns.values())
+    lib = load_object(text, opt_level(size), tuple(fns))
+    out = {}
     with _LOCK:
-        key = (lib.symbol, fn.n_inputs, fn.n_outputs)   # equal text, other input counts
-        kernel = _LOADED.get(key)
-        if kernel is None:
-            kernel = LLVMKernel(lib.symbol, fn.n_inputs, fn.n_outputs, lib.addresses[""], lib.path,
-                                lib.reused, len(fn), owner=lib)
-            _LOADED[key] = kernel
-        return kernel
+        for suffix, f in fns.items():
+            symbol = lib.symbol + suffix
+            key = (symbol, f.n_inputs, f.n_outputs)   # equal text, other input counts
+            kernel = _LOADED.get(key)
+            if kernel is None:
+                kernel = LLVMKernel(symbol, f.n_inputs, f.n_outputs, lib.addresses[suffix],
+                                    lib.path, lib.reused, len(f), owner=lib)
+                _LOADED[key] = kernel
+            out[suffix] = kernel
+    return out
 
 
 class BatchKernel:

@@ -7,7 +7,8 @@ is handed to the back end's kernel interface (:mod:`compiler.kernel`); the
 SymPy gradient program and the Python source are built only when asked for
 (``.program``, ``.source``). One fused kernel computes the values and the
 gradient together, sharing every intermediate; a second, forward-only kernel
-(compiled on first use) serves plain calls. :class:`CompiledFunction` is a
+serves plain calls (compiled with the first into one library for small
+programs, on first use for big ones: :func:`compiler.kernel.build_kernels`). :class:`CompiledFunction` is a
 thin front end over the two: it turns ``args`` into a
 :class:`compiler.signature.Signature` (which checks, packs and broadcasts
 call arguments and shapes the results) and exposes the kernels' entry
@@ -27,7 +28,7 @@ import numpy as np
 import sympy as sp
 
 from compiler.codegen import python_source
-from compiler.kernel import Kernel, llvm_supports
+from compiler.kernel import build_kernels, llvm_supports
 from compiler.signature import Signature
 from symgrad.diff import _as_expr, _program
 from symgrad.graph import lower
@@ -127,8 +128,9 @@ class CompiledFunction:
         self.signature = Signature(
             [None if kind == "scalar" else len(sym) for kind, sym, _ in self._specs],
             self.n_outputs, len(self.wrt), [_spec_name(s) for s in self._specs])
-        self._vg = Kernel(self.ir, self.signature, self.backend, name="value_and_grad")
-        self._fw = Kernel(self.ir_forward, self.signature, self.backend, lazy=True, name="forward")
+        kernels = build_kernels({"value_and_grad": self.ir, "forward": self.ir_forward},
+                                self.signature, self.backend)
+        self._vg, self._fw = kernels["value_and_grad"], kernels["forward"]
         cls = CompiledFunction
         self.value_and_grad = self._vg.entry("value_and_grad", cls.value_and_grad.__doc__)
         self.grad = self._vg.entry("grad", cls.grad.__doc__)
@@ -181,11 +183,13 @@ class CompiledFunction:
         """How many native kernels this process loaded from the disk cache
         instead of compiling (LLVM: kernel object files; Numba: compiled
         kernel entries)."""
-        return self._vg.cache_hits + self._fw.cache_hits
+        shared = self._fw.library is not None and self._fw.library is self._vg.library
+        return self._vg.cache_hits + (0 if shared else self._fw.cache_hits)
 
     @property
     def llvm_ir(self) -> str:
-        """The LLVM IR the llvm back end compiles for ``value_and_grad``."""
+        """The LLVM IR of the ``value_and_grad`` kernel (for small programs the llvm
+        back end compiles it in one module with the forward kernel)."""
         from compiler.llvmgen import llvm_module
 
         return llvm_module(self.ir, "value_and_grad")

@@ -165,6 +165,39 @@ def test_kernel_from_an_ssa_program(backend):
         Kernel(_program(), Signature([None], n_values=2, n_wrt=0), backend)
 
 
+def _two_inputs(op):
+    b = Builder(2)
+    u, v = b.input(0), b.input(1)
+    return b.finish([b.op("add", b.op("mul", u, u), b.op(op, v))])
+
+
+@pytest.mark.parametrize("limit", [4000, 3])
+def test_build_kernels_shares_one_library_for_small_programs(monkeypatch, limit):
+    """Below GROUP_MAX_STATEMENTS the kernels of one signature are one JIT library
+    (one object, one cache file); above it the rest compile on first use. Either
+    way each kernel computes its own program (hand-computed values)."""
+    import gc
+
+    from compiler import kernel as kmod
+
+    monkeypatch.setattr(kmod, "GROUP_MAX_STATEMENTS", limit)
+    sig = Signature([None, None], n_values=1, n_wrt=0)
+    ks = kmod.build_kernels({"values": _two_inputs("sin"), "other": _two_inputs("cos")}, sig,
+                            "llvm")
+    together = limit >= 4000
+    assert ks["values"]._loaded is not None
+    assert (ks["other"]._loaded is not None) == together
+    assert ks["values"].entry("values")(3.0, 0.5) == 9.0 + math.sin(0.5)
+    assert ks["other"].entry("values")(-2.0, 1.0) == 4.0 + math.cos(1.0)
+    assert (ks["values"].native.owner is ks["other"].native.owner) == together
+    other = ks.pop("other")
+    del ks
+    gc.collect()            # one library: dropping one kernel keeps the other's code alive
+    assert other.entry("values")(1.5, -0.25) == 2.25 + math.cos(-0.25)
+    assert np.array_equal(other.entry("values")(np.array([1.5, 0.0]), 2.0),
+                          [2.25 + math.cos(2.0), math.cos(2.0)])
+
+
 def test_batch_loop_equals_single_points(monkeypatch):
     """The LLVM batch loop around a scalar kernel: strides 0, negative and >1, any
     range, buffers on the stack or the heap, one or several threads."""
