@@ -194,21 +194,35 @@ class _Emitter(FunctionEmitter):
                 self.emit(f"{new} = fadd double {old}, {s}")
                 self.emit(f"store double {new}, ptr {slot}")
             self.loop(r, row)
-        elif op.attr == "lse_rows":   # (r, c) -> (1, c): max-shifted log-sum-exp per column
-
-            def column(cc):
-                top = self.fold(r, self.load_elem(a, "0", cc), lambda acc, rr: self._op(
-                    "max2", [acc, self.load_elem(a, rr, cc)]), start="1")
-                total = self.accumulate(r, lambda rr: self._op(
-                    "exp", [self._op("sub", [self.load_elem(a, rr, cc), top])]), reassoc=False)
-                self.store_elem(i, "0", cc, self._op("add", [top, self._op("log", [total])]))
-            self.loop(c, column)
+        elif op.attr == "lse_rows":   # (r, c) -> (1, c): log-sum-exp per column
+            self.loop(c, lambda cc: self.store_elem(i, "0", cc, self._lse_column(a, r, cc)))
         elif op.attr == "cols":       # (r, c) -> (r, 1)
             self.loop(r, lambda rr: self.store_elem(
                 i, rr, "0", self.accumulate(c, lambda cc: self.load_elem(a, rr, cc), reassoc=False)))
         else:                          # (r, c) -> (1, c)
             self.loop(c, lambda cc: self.store_elem(
                 i, "0", cc, self.accumulate(r, lambda rr: self.load_elem(a, rr, cc), reassoc=False)))
+
+    def _lse_column(self, a: int, r: str, cc: str) -> str:
+        """The logsumexp record's formula down column ``cc``: ``m + log1p(rest)``,
+        m the maximum, rest the sum of ``exp(x - m)`` over the other entries (the
+        entries equal to m count 1 each, less one for m itself): accurate when the
+        result is small next to 1, m itself when m is +-inf, nan for any nan."""
+        top = _operand(self.fold(r, self.load_elem(a, "0", cc), lambda acc, rr: self._op(
+            "max2", [acc, self.load_elem(a, rr, cc)]), start="1"))
+
+        def below(rr):              # exp(x - m) for x != m (nan stays nan), 0 for x == m
+            x = _operand(self.load_elem(a, rr, cc))
+            return self.select(self.fcmp("oeq", x, top), self.const(0.0),
+                               self.op("exp", self.fsub(x, top))).text
+
+        def equal(rr):
+            x = _operand(self.load_elem(a, rr, cc))
+            return self.select(self.fcmp("oeq", x, top), self.const(1.0), self.const(0.0)).text
+        rest = self.fadd(_operand(self.accumulate(r, below, reassoc=False)),
+                         self.fsub(_operand(self.accumulate(r, equal, reassoc=False)),
+                                   self.const(1.0)))
+        return self.as_operand(self.fadd(top, self.op("log1p", rest))).text
 
     def n_matmul(self, i: int) -> None:
         op = self.p.ops[i]
