@@ -27,13 +27,14 @@ so bytes read back from a disk cache are data, never code.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 import struct
 import sys
 from array import array
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from compiler import runtime
 
@@ -50,10 +51,12 @@ _BIG_ENDIAN = sys.byteorder == "big"
 assert array("I").itemsize == 4 and array("d").itemsize == 8
 
 
-@dataclass(frozen=True)
-class Instr:
+class Instr(NamedTuple):
     """``v<id> = op(args)``; ``args`` are value ids, except for ``input``
-    (the slot number) and ``const`` (the float value)."""
+    (the slot number) and ``const`` (the float value).
+
+    A named tuple (immutable, like a frozen dataclass, and built 5x faster:
+    a 30k-statement program is parsed from the disk cache on every compile)."""
 
     op: str
     args: tuple
@@ -85,6 +88,10 @@ class Function:
     @property
     def n_outputs(self) -> int:
         return len(self.outputs)
+
+    def op_names(self) -> frozenset:
+        """The op names the function uses (``input`` and ``const`` included)."""
+        return frozenset(ins.op for ins in self.instrs)
 
     def to_bytes(self) -> bytes:
         """The function as bytes: exact, compact, and the same bytes for equal functions.
@@ -139,7 +146,16 @@ class Function:
             argument count for it, an argument or output that is not an
             earlier value, an input slot out of range.
         """
-        data = bytes(data)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()     # tens of thousands of new tuples, none garbage: no collection passes
+        try:
+            return cls._parse(bytes(data))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    @classmethod
+    def _parse(cls, data: bytes) -> "Function":
         if len(data) < _HEAD.size:
             raise ValueError("IR bytes: truncated header")
         magic, version, n_names, n_inputs, n_instrs, n_outputs, n_words = _HEAD.unpack_from(data)

@@ -218,15 +218,16 @@ class LLVMKernel:
         return types.ExternalFunction(self.symbol, types.void(types.voidptr, types.voidptr))
 
 
-def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
-                imports: dict | None = None) -> jit.JITLibrary:
+def load_object(text, opt: tuple, entries: tuple, depends: tuple = (),
+                imports: dict | None = None, key: str | None = None) -> jit.JITLibrary:
     """Compile LLVM IR whose symbols start with ``@SGKERNEL`` (renamed to a hash of
     the text), or load its object file from the disk cache, and link it.
 
     Parameters
     ----------
-    text : str
-        LLVM IR with the placeholder symbol prefix.
+    text : str or callable
+        LLVM IR with the placeholder symbol prefix (or a function making it:
+        called only when the object is neither loaded nor on disk).
     opt : tuple
         ``(IR level, code generation level[, loop unrolling])``.
     entries : tuple of str
@@ -236,6 +237,10 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
         loop's kernel); the result keeps them alive.
     imports : dict, optional
         ``{symbol: address}`` of other C functions the IR calls (a Numba cfunc).
+    key : str, optional
+        What the object is named after instead of the text: a string that
+        determines the text (:func:`_structural_key`), so a load from the disk
+        cache needs no text at all.
 
     Returns
     -------
@@ -244,7 +249,10 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
         ``.reused``); keep it as long as any address is used. The same text
         loaded again while it lives gives the same library.
     """
-    digest = source_hash(text, str(opt), _versions())
+    if key is None and not isinstance(text, str):
+        text = text()
+    digest = source_hash("text" if key is None else "key", text if key is None else key,
+                         str(opt), _versions())
     symbol = f"symgrad_ll_{digest}"
     name = f"{symbol}.o"
     with _LOCK:
@@ -262,7 +270,7 @@ def load_object(text: str, opt: tuple, entries: tuple, depends: tuple = (),
 
                 warnings.warn(f"symgrad cache file {name} did not load ({exc}); compiled it again",
                               objcache.CacheWarning, stacklevel=2)
-        obj = _compile_object(text, opt, symbol)
+        obj = _compile_object(text if isinstance(text, str) else text(), opt, symbol)
         path = objcache.store(name, obj)
         return jit.link_object(obj, symbol, entries, path=path, reused=False, depends=depends,
                                imports=imports)
@@ -286,9 +294,9 @@ def load_llvm_group(fns: dict, chunk: int = DEFAULT_CHUNK) -> dict:
                                 for s in fns):
         raise ValueError(f"suffixes must include '' and be '_name' identifiers, got {list(fns)}")
     also = tuple((f, _PLACEHOLDER + s) for s, f in fns.items() if s)
-    text = llvm_module(fns[""], _PLACEHOLDER, chunk, also=also)
     size = sum(len(f) for f in fns.values())
-    lib = load_object(text, opt_level(size), tuple(fns))
+    lib = load_object(lambda: llvm_module(fns[""], _PLACEHOLDER, chunk, also=also),
+                      opt_level(size), tuple(fns), key=_structural_key(fns, chunk))
     out = {}
     with _LOCK:
         for suffix, f in fns.items():
@@ -301,6 +309,50 @@ def load_llvm_group(fns: dict, chunk: int = DEFAULT_CHUNK) -> dict:
                 _LOADED[key] = kernel
             out[suffix] = kernel
     return out
+
+
+_GENERATOR: list = []
+
+
+def _generator_fingerprint() -> str | None:
+    """A digest of the compiler's own source files (``compiler/*.py``,
+    ``compiler/ops/*.py``): everything that turns an SSA function into LLVM
+    text. None when they cannot be read (then objects are keyed by their text)."""
+    if not _GENERATOR:
+        import hashlib
+
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        try:
+            for path in sorted([*root.glob("*.py"), *root.glob("ops/*.py")]):
+                h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+            _GENERATOR.append(h.hexdigest())
+        except OSError:
+            _GENERATOR.append(None)
+    return _GENERATOR[0]
+
+
+def _structural_key(fns: dict, chunk: int) -> str | None:
+    """The scalar kernels' text is a function of the SSA functions, the chunk size,
+    the stack limit and the compiler's source, as long as every op is a built-in
+    record (a user op's template is code of the user's; its text is hashed instead):
+    a key from those, so a second process loads the object without printing IR
+    (~0.3 s for a 30k-statement gradient). None: key by the text."""
+    import hashlib
+
+    from compiler import llvmgen, ops
+
+    fingerprint = _generator_fingerprint()
+    if fingerprint is None:
+        return None
+    h = hashlib.sha256(f"{fingerprint} {int(chunk)} {llvmgen._MAX_STACK_SLOTS}".encode())
+    for suffix, fn in fns.items():
+        if not all(ops.is_builtin(op) for op in fn.op_names()):
+            return None
+        data = fn.to_bytes()
+        h.update(f"\0{suffix}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
 
 
 class BatchKernel:

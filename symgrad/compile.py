@@ -81,7 +81,8 @@ class CompiledFunction:
             raise ValueError(f"wrt symbols {missing_wrt} are not in args")
         self.wrt = tuple(wrt_list)
         self._requested = backend
-        free = lower(exprs).symbols
+        graph = lower(exprs)          # once: the free-symbol check and the cache key use it
+        free = graph.symbols
         unbound = [s for s in free if s not in bound]
         if unbound:
             raise ValueError(
@@ -92,7 +93,7 @@ class CompiledFunction:
         # the Python source: built on first use (properties below)
         self.n_inputs = len(self._flat)
         self.n_outputs = len(exprs)
-        self.ir, self.ir_forward = front_end_ir(exprs, self._flat, self.wrt)
+        self.ir, self.ir_forward = front_end_ir(exprs, self._flat, self.wrt, graph=graph)
         self._program = self._source = self._source_forward = None
         self.backend = backend if backend != "auto" else self._auto_backend()
         self._hessian_fn: Optional[CompiledFunction] = None

@@ -357,7 +357,8 @@ def _parse(data: bytes, key: str, n_inputs: int, n_outputs: int, n_wrt: int) -> 
     return vg, fw
 
 
-def front_end_ir(exprs: list, flat: Sequence[sp.Symbol], wrt: Sequence[sp.Symbol]) -> tuple:
+def front_end_ir(exprs: list, flat: Sequence[sp.Symbol], wrt: Sequence[sp.Symbol],
+                 graph=None) -> tuple:
     """The value-and-gradient and forward SSA functions of ``exprs``, cached.
 
     Parameters
@@ -368,6 +369,8 @@ def front_end_ir(exprs: list, flat: Sequence[sp.Symbol], wrt: Sequence[sp.Symbol
         Every input symbol, in slot order (the flattened ``args``).
     wrt : sequence of Symbol
         Variables of the gradient (each one of ``flat``).
+    graph : symgrad.graph.Graph, optional
+        ``lower(exprs)``, when the caller has it already.
 
     Returns
     -------
@@ -377,7 +380,7 @@ def front_end_ir(exprs: list, flat: Sequence[sp.Symbol], wrt: Sequence[sp.Symbol
     """
     t0 = time.perf_counter()
     try:
-        graph = lower(exprs)
+        graph = lower(exprs) if graph is None else graph
         slots = {s: i for i, s in enumerate(flat)}
         n_inputs, n_outputs, n_wrt = len(flat), len(exprs), len(wrt)
         store = _store()

@@ -1147,6 +1147,50 @@ def test_llvm_disk_cache_across_processes(tmp_path):
     assert fn.llvm_ir == first[3]
 
 
+def test_second_process_loads_objects_without_printing_ir(tmp_path):
+    """Objects of built-in ops are named after the SSA program (and the compiler's
+    source), so a warm process never prints LLVM text; a user op's template is the
+    user's code, so its objects are named after their text: a process that
+    registers the same op name with another forward gets its own numbers."""
+    script = textwrap.dedent("""
+        import json, math, sys, sympy as sp, symgrad as sg
+        from compiler import llvmgen
+        printed = []
+        real = llvmgen.llvm_module
+        llvmgen.llvm_module = lambda *a, **k: printed.append(1) or real(*a, **k)
+        import compiler.llvmjit as lj
+        lj.llvm_module = llvmgen.llvm_module
+        x, y = sp.symbols("x y")
+        k = float(sys.argv[1])
+        op = sp.Function("scaled_sin")
+        sg.register_op(op, forward=lambda a: k * math.sin(a),
+                       partials=lambda out, a: (k * sp.cos(a),))
+        fn = sg.compile(x * sp.tanh(y) + sp.exp(-x * y), [x, y], backend="llvm")
+        n_builtin = len(printed)
+        gn = sg.compile(op(x) * y, [x, y], backend="llvm")
+        print(json.dumps([n_builtin, len(printed) - n_builtin, fn(0.5, 1.5),
+                          list(fn.grad(0.5, 1.5)), gn(0.5, 1.5)]))
+    """)
+
+    def run(k):
+        env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path))
+        proc = subprocess.run([sys.executable, "-c", script, str(k)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    cold, warm, other = run(2.0), run(2.0), run(3.0)
+    assert cold[0] == 1 and warm[0] == 0 and other[0] == 0     # the built-in formula's text
+    assert cold[1] >= 1 and warm[1] >= 1                       # user op: always printed
+    v = 0.5 * math.tanh(1.5) + math.exp(-0.75)
+    for r in (cold, warm, other):
+        assert r[2] == pytest.approx(v, rel=1e-15)
+        assert r[3] == pytest.approx([math.tanh(1.5) - 1.5 * math.exp(-0.75),
+                                      0.5 * (1 - math.tanh(1.5) ** 2) - 0.5 * math.exp(-0.75)],
+                                     rel=1e-14)
+    assert cold[4] == warm[4] == pytest.approx(2.0 * math.sin(0.5) * 1.5, rel=1e-15)
+    assert other[4] == pytest.approx(3.0 * math.sin(0.5) * 1.5, rel=1e-15)
+
+
 # ===================================================================================
 # 9. Bad input, through every back end
 # ===================================================================================

@@ -110,9 +110,9 @@ def primed(tmp_path_factory):
         "numba": sorted(p for p in a_only if p.suffix in (".nbi", ".nbc")),
         "key": [Path(".symgrad-key")],
     }
-    # objects: the value-and-gradient and forward kernels and the call glue of
-    # their argument layout (one module, shared by both back ends)
-    assert len(kinds["object"]) == 3 and len(kinds["module"]) == 2 and kinds["numba"], kinds
+    # objects: the value-and-gradient and forward kernels (one object) and the call
+    # glue of their argument layout (one module, shared by both back ends)
+    assert len(kinds["object"]) == 2 and len(kinds["module"]) == 2 and kinds["numba"], kinds
     return a, b, kinds
 
 
@@ -292,7 +292,7 @@ def test_planted_symlink_at_temporary_path(tmp_path, primed):
     _check_numbers(trial["res"])
     assert outside.read_bytes() == b"precious\n"
     written = [p for p in d.iterdir() if not p.is_symlink() and p.suffix in (".o", ".py")]
-    assert len(written) == 5      # 3 objects (kernels, one glue module) and 2 Numba modules
+    assert len(written) == 4      # 2 objects (the two kernels, one glue module) and 2 Numba modules
     for p in written + [d / ".symgrad-key"]:
         assert stat.S_IMODE(p.lstat().st_mode) == 0o600, p
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
@@ -304,4 +304,4 @@ def test_cache_dir_expands_user(tmp_path):
     code = _PRELUDE + "run(['llvm'])\nprint('RESULT []')\n"
     _child(code, {"HOME": str(home), "SYMGRAD_CACHE_DIR": "~/sgcache"})
     assert stat.S_IMODE((home / "sgcache").stat().st_mode) == 0o700
-    assert len(list((home / "sgcache").glob("symgrad_ll_*.o"))) == 3   # 2 kernels, 1 glue
+    assert len(list((home / "sgcache").glob("symgrad_ll_*.o"))) == 2   # kernels, glue

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-__all__ = ["Primitive", "register", "get", "names", "all_primitives", "libm_calls", "unregister",
+__all__ = ["Primitive", "register", "get", "names", "all_primitives", "libm_calls", "unregister", "is_builtin",
            "VECTOR_STRATEGIES", "BUILTINS"]
 
 VECTOR_STRATEGIES = ("exact", "libmvec", "lanes")
@@ -173,3 +173,11 @@ from compiler.ops import arithmetic, elementary, activations, nonsmooth, logic  
 
 BUILTINS: frozenset = frozenset(_TABLE)
 """The names of the primitives defined in this package (user ops come on top)."""
+_BUILTIN_RECORDS = dict(_TABLE)
+
+
+def is_builtin(name: str) -> bool:
+    """Whether op ``name`` is this package's own record, not replaced (``input``
+    and ``const`` count as built in): its template is this package's code."""
+    return name in ("input", "const") or (name in _BUILTIN_RECORDS
+                                          and _TABLE.get(name) is _BUILTIN_RECORDS[name])
