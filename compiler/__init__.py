@@ -6,14 +6,14 @@
   of ops is derived from it (:mod:`compiler.runtime` and
   :mod:`compiler.nbruntime` are its Python and Numba views);
 * :mod:`compiler.emitter` — the one LLVM IR emitter every generator uses;
-* generators: :mod:`compiler.llvmgen` (straight-line kernels),
-  :mod:`compiler.llvmvec` (SIMD batches), :mod:`compiler.loopllvm` (array
-  programs as loops), :mod:`compiler.codegen` (Python source);
+* generators: :mod:`compiler.llvmscalar` (straight-line kernels),
+  :mod:`compiler.llvmsimd` (SIMD batches), :mod:`compiler.llvmloops` (array
+  programs as loops), :mod:`compiler.pysource` (Python source);
 * :mod:`compiler.llvmjit` — compiling LLVM IR and loading it as kernels;
   :mod:`compiler.jit` the process-wide JIT (code freed with its kernels),
   :mod:`compiler.objcache` the verified disk cache, :mod:`compiler.host` what
   the machine offers (SIMD width, libmvec, BLAS), :mod:`compiler.parallel`
-  the batch thread pool, :mod:`compiler.batchloop` and :mod:`compiler.pyglue`
+  the batch thread pool, :mod:`compiler.llvmbatch` and :mod:`compiler.pyglue`
   the batch loop and the Python call glue.
 
 The package never imports ``symgrad`` or ``sympy``: it knows primitive ops by

@@ -35,7 +35,7 @@ takes ~45 KB while loaded; after unloading ORC keeps ~11 KB of bookkeeping
 per library (a library name can never be reused). LLVM's default O2
 pipeline leaves ~58 KB behind per run inside LLVM, whatever is closed, so
 straight-line kernels (most modules of a formula) run a short pipeline of
-their own instead (:func:`compiler.llvmjit._compile_object`); see
+their own instead (:func:`compiler.llvmobject._compile_object`); see
 ``benchmarks/bench_memory.py`` for what a formula costs.
 """
 

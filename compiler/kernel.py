@@ -7,10 +7,10 @@ single-point call and one batch call, fixed by what it was built from:
 ============  ===========================================  ==========================================
 back end      one point (``point``)                        a batch (``batch``)
 ============  ===========================================  ==========================================
-``llvm``      the LLVM kernel ``void f(ptr in, ptr out)``  its SIMD kernel (:mod:`compiler.llvmvec`);
+``llvm``      the LLVM kernel ``void f(ptr in, ptr out)``  its SIMD kernel (:mod:`compiler.llvmsimd`);
                                                            above ``VEC_MAX_STATEMENTS``, the batch
                                                            loop around the scalar kernel
-                                                           (:mod:`compiler.batchloop`)
+                                                           (:mod:`compiler.llvmbatch`)
 ``numba``     the Numba kernel's C entry (a ``cfunc``)     the same SIMD kernel; else the batch loop
                                                            around the C entry
 ``python``    the generated source, plain Python floats    a Python loop over the points
@@ -42,10 +42,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from compiler import backends
-from compiler.codegen import CFUNC_SIGNATURE, cfunc_source, python_source
+from compiler import sourceload
+from compiler.pysource import CFUNC_SIGNATURE, cfunc_source, python_source
 from compiler.ir import Function
-from compiler.llvmgen import unsupported_ops
+from compiler.llvmscalar import unsupported_ops
 from compiler.signature import KINDS, Signature
 
 __all__ = ["Kernel", "BACKENDS", "GROUP_MAX_STATEMENTS", "build_kernels", "llvm_supports"]
@@ -147,7 +147,7 @@ class Kernel:
         return loaded
 
     def _load_python(self) -> _Loaded:
-        run = backends.load_python(python_source(self.fn, self.name), self.name)
+        run = sourceload.load_python(python_source(self.fn, self.name), self.name)
         # plain Python floats in (not NumPy scalars): IEEE results, no warnings
         return _Loaded(lambda inp, out: run(inp.tolist(), out))
 
@@ -163,7 +163,7 @@ class Kernel:
     def _load_numba(self) -> _Loaded:
         source = python_source(self.fn, self.name) + cfunc_source(self.name, self.fn.n_inputs,
                                                                   self.n_outputs)
-        mod, path, reused = backends.load_numba(source, self.name)
+        mod, path, reused = sourceload.load_numba(source, self.name)
         c_entry = getattr(mod, "__symgrad_cfunc__", None)
         if c_entry is None:       # compiled after load_numba verified the module's caches
             from numba import cfunc

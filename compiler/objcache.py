@@ -31,7 +31,7 @@ it); on any error the temporary file is removed.
 What this does not cover: a process running as the same user can read the
 key, so the tag detects damage and foreign files, not a same-user
 adversary (who could also edit the installed package). Numba's own cache
-files (pickles beside the ``.py`` modules, see :mod:`compiler.backends`)
+files (pickles beside the ``.py`` modules, see :mod:`compiler.sourceload`)
 are Numba's format: they get the directory checks, and a corrupt one is
 discarded and recompiled, but their contents are not authenticated.
 """

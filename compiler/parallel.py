@@ -1,7 +1,7 @@
 """Batches over threads: one process-wide pool, one way to split and wait.
 
 Every batch function of the llvm back end has one interface (see
-:mod:`compiler.llvmvec` and :mod:`compiler.batchloop`)::
+:mod:`compiler.llvmsimd` and :mod:`compiler.llvmbatch`)::
 
     void f(ptr ptrs, ptr strides, ptr out, i64 ostride, i64 lo, i64 hi)
 

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import sympy as sp
 
-from compiler.codegen import python_source
+from compiler.pysource import python_source
 from compiler.kernel import build_kernels, llvm_supports
 from compiler.signature import Signature
 from symgrad.diff import _as_expr, _program
@@ -191,7 +191,7 @@ class CompiledFunction:
     def llvm_ir(self) -> str:
         """The LLVM IR of the ``value_and_grad`` kernel (for small programs the llvm
         back end compiles it in one module with the forward kernel)."""
-        from compiler.llvmgen import llvm_module
+        from compiler.llvmscalar import llvm_module
 
         return llvm_module(self.ir, "value_and_grad")
 

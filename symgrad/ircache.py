@@ -167,7 +167,7 @@ class VerifiedStore:
 def _store() -> Optional[VerifiedStore]:
     if os.environ.get("SYMGRAD_IR_CACHE", "1") == "0":
         return None
-    from compiler.backends import cache_dir
+    from compiler.sourceload import cache_dir
 
     directory = cache_dir()
     return VerifiedStore(directory) if directory is not None else None

@@ -8,7 +8,7 @@ numba vs llvm everywhere, python vs the native ones on the edge-point grids
 (on random points they differ by an ulp, a known bug, so there rtol=1e-12);
 comparisons with independent references use tolerances.
 
-Batched calls of the native back ends run SIMD kernels (compiler/llvmvec.py).
+Batched calls of the native back ends run SIMD kernels (compiler/llvmsimd.py).
 With libm lane by lane (the ``batch_math`` fixture's "libm" case, or a machine
 without libmvec) they equal single-point calls bit for bit; with glibc's
 libmvec (exp, log, tanh, sin, cos, expm1, log1p within 4 ulp of libm) they
@@ -51,9 +51,9 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 import symgrad as sg
 from compiler import host
-from compiler import backends, llvmgen
+from compiler import sourceload, llvmscalar
 from compiler import runtime as R
-from compiler.codegen import python_source
+from compiler.pysource import python_source
 from compiler.ir import Builder
 from compiler import llvmjit
 from compiler.llvmjit import LLVMKernel, load_llvm
@@ -136,7 +136,7 @@ def _ir_all_ops():
         else:
             outs += [b.op(name, a_, b_), b.op(name, b_, a_)]
     full = b.finish(outs)
-    in_llvm = [k for k, v in enumerate(full.outputs) if full.instrs[v].op in llvmgen.supported_ops()]
+    in_llvm = [k for k, v in enumerate(full.outputs) if full.instrs[v].op in llvmscalar.supported_ops()]
     return full, b.finish([outs[k] for k in in_llvm]), np.array(in_llvm, dtype=int)
 
 
@@ -144,8 +144,8 @@ def _ir_all_ops():
 def ir_all_ops():
     full, sub, in_llvm = _ir_all_ops()
     src = python_source(full, "kernel")
-    mod, _, _ = backends.load_numba(src, "kernel")
-    py = backends.load_python(src, "kernel")
+    mod, _, _ = sourceload.load_numba(src, "kernel")
+    py = sourceload.load_python(src, "kernel")
     return full, sub, in_llvm, {"numba": mod.kernel, "python": lambda i, o: py(i.tolist(), o),
                                 "llvm": load_llvm(sub).call}
 
@@ -153,7 +153,7 @@ def ir_all_ops():
 def test_runtime_function_list_is_complete():
     # every runtime function is compiled by numba (nbruntime), llvm templates name runtime functions
     assert set(sorted(primitives.names())) == set(_runtime_functions())
-    assert set(llvmgen.supported_ops()) <= set(sorted(primitives.names()))
+    assert set(llvmscalar.supported_ops()) <= set(sorted(primitives.names()))
     # and every op of the table names one of them
     impls = {op.impl for op in sg.all_ops() if isinstance(op.impl, str)}
     assert impls <= set(sorted(primitives.names()))
@@ -163,7 +163,7 @@ def test_runtime_function_list_is_complete():
 def test_every_runtime_function_identical_across_backends_and_evaluate(ir_all_ops):
     full, sub, in_llvm, kernels = ir_all_ops
     assert {ins.op for ins in full.instrs} - {"input", "const"} == set(sorted(primitives.names()))
-    assert {ins.op for ins in sub.instrs} - {"input", "const"} == set(llvmgen.supported_ops())
+    assert {ins.op for ins in sub.instrs} - {"input", "const"} == set(llvmscalar.supported_ops())
     # floor/ceil signed zeros: covered by their own regression test below
     signed = np.array([sub.instrs[v].op not in SIGNED_ZERO_BUG_IR for v in sub.outputs])
     rows = 0
@@ -311,7 +311,7 @@ def test_op_table_is_covered(op_results):
     impls = {op.impl for op in sg.all_ops() if isinstance(op.impl, str)}
     for backend in ("numba", "python"):
         assert impls <= op_results[backend]["_ir_ops"], impls - op_results[backend]["_ir_ops"]
-    assert impls & set(llvmgen.supported_ops()) <= op_results["llvm"]["_ir_ops"]
+    assert impls & set(llvmscalar.supported_ops()) <= op_results["llvm"]["_ir_ops"]
 
 
 @pytest.mark.parametrize("name", ALL_OPS)
@@ -546,7 +546,7 @@ def test_random_dag_is_a_real_test(dag):
     fn, refs = dag
     assert len(fn) >= 1500
     assert {ins.op for ins in fn.instrs} - {"input", "const"} == set(_UNARY + _BINARY + _VARIADIC)
-    assert set(_UNARY + _BINARY + _VARIADIC) <= llvmgen.supported_ops()
+    assert set(_UNARY + _BINARY + _VARIADIC) <= llvmscalar.supported_ops()
     for r in refs:
         assert np.mean(np.isfinite(r)) > 0.7   # mostly numbers, not nan
 
@@ -554,7 +554,7 @@ def test_random_dag_is_a_real_test(dag):
 @pytest.mark.parametrize("chunk", [1, 7, 64, 100_000])
 def test_llvm_chunks_equal_evaluate(dag, chunk):
     fn, refs = dag
-    text = llvmgen.llvm_module(fn, "k", chunk)
+    text = llvmscalar.llvm_module(fn, "k", chunk)
     n_ops = sum(ins.op not in ("input", "const") for ins in fn.instrs)
     assert text.count("define internal void @k.c") == -(-n_ops // chunk)
     assert "@malloc" not in text and "%tmp = alloca" in text
@@ -573,7 +573,7 @@ def test_llvm_chunks_equal_evaluate(dag, chunk):
 
 def test_python_source_of_dag_equals_evaluate(dag):
     fn, refs = dag
-    k = backends.load_python(python_source(fn, "kernel"), "kernel")
+    k = sourceload.load_python(python_source(fn, "kernel"), "kernel")
     for inp, ref in zip(DAG_INPUTS, refs):
         out = np.empty(fn.n_outputs)
         k(inp.tolist(), out)
@@ -583,8 +583,8 @@ def test_python_source_of_dag_equals_evaluate(dag):
 def test_llvm_heap_scratch(monkeypatch):
     fn = random_dag(300, seed=99)
     refs = [np.array(fn.evaluate(list(v))) for v in DAG_INPUTS]
-    monkeypatch.setattr(llvmgen, "_MAX_STACK_SLOTS", 4)
-    text = llvmgen.llvm_module(fn, "k", 5)
+    monkeypatch.setattr(llvmscalar, "_MAX_STACK_SLOTS", 4)
+    text = llvmscalar.llvm_module(fn, "k", 5)
     assert "%tmp = call ptr @malloc" in text and "call void @free" in text
     assert "%tmp = alloca" not in text
     kernel = load_llvm(fn, chunk=5)
@@ -1154,12 +1154,12 @@ def test_second_process_loads_objects_without_printing_ir(tmp_path):
     registers the same op name with another forward gets its own numbers."""
     script = textwrap.dedent("""
         import json, math, sys, sympy as sp, symgrad as sg
-        from compiler import llvmgen
+        from compiler import llvmscalar
         printed = []
-        real = llvmgen.llvm_module
-        llvmgen.llvm_module = lambda *a, **k: printed.append(1) or real(*a, **k)
+        real = llvmscalar.llvm_module
+        llvmscalar.llvm_module = lambda *a, **k: printed.append(1) or real(*a, **k)
         import compiler.llvmjit as lj
-        lj.llvm_module = llvmgen.llvm_module
+        lj.llvm_module = llvmscalar.llvm_module
         x, y = sp.symbols("x y")
         k = float(sys.argv[1])
         op = sp.Function("scaled_sin")

@@ -1,4 +1,4 @@
-"""The disk cache is a code-execution boundary (compiler.objcache, compiler.backends).
+"""The disk cache is a code-execution boundary (compiler.objcache, compiler.sourceload).
 
 Each trial damages one kind of cached file (llvm object files, Numba modules,
 Numba's own cache files, the cache key) in a copy of a primed cache, then a

@@ -85,7 +85,7 @@ def _generator_sources() -> list:
 
 def test_no_generator_writes_ir_outside_the_emitter():
     sources = _generator_sources()
-    assert {"pyglue.py", "batchloop.py", "llvmgen.py", "llvmvec.py", "loopllvm.py"} \
+    assert {"pyglue.py", "llvmbatch.py", "llvmscalar.py", "llvmsimd.py", "llvmloops.py"} \
         <= {p.name for p in sources}
     bad = {}
     for path in sources:
@@ -178,11 +178,11 @@ def test_default_names_are_unchanged():
 
 @pytest.mark.parametrize("heap", [False, True])
 def test_generated_glue_and_batch_loops_verify(heap, monkeypatch):
-    from compiler import batchloop, pyglue
+    from compiler import llvmbatch, pyglue
 
     if heap:
         monkeypatch.setattr(pyglue, "_MAX_STACK_DOUBLES", 2)
-        monkeypatch.setattr(batchloop, "MAX_STACK_DOUBLES", 1)
+        monkeypatch.setattr(llvmbatch, "MAX_STACK_DOUBLES", 1)
     for result, n_out, rows in (("scalar", 1, 1), ("tuple", 4, 1), ("array", 4, 1),
                                 ("rest", 4, 1), ("jacobian", 9, 3)):
         text = pyglue.glue_module([(0, None), (1, 3)], 4, [("k_py", n_out, result, rows),
@@ -190,6 +190,6 @@ def test_generated_glue_and_batch_loops_verify(heap, monkeypatch):
         assert text.count("call void @free") == (text.count("ret ptr") if heap else 0)
         _verify(text)
     for n_inputs in (0, 3):
-        text = batchloop.batch_loop_module("k", "b", n_inputs, 2)
+        text = llvmbatch.batch_loop_module("k", "b", n_inputs, 2)
         assert ("@malloc" in text) == heap
         _verify(text)

@@ -1,4 +1,4 @@
-"""The kernel interface (compiler/kernel.py, signature.py, batchloop.py, parallel.py).
+"""The kernel interface (compiler/kernel.py, signature.py, llvmbatch.py, parallel.py).
 
 What must hold: a kernel's entry points are fixed when it is built (same
 objects whatever the call history); without the call glue every call takes
@@ -26,7 +26,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from compiler import batchloop, parallel, pyglue
+from compiler import llvmbatch, parallel, pyglue
 from compiler.ir import Builder
 from compiler.kernel import Kernel
 from compiler.llvmjit import load_batch_loop, load_llvm
@@ -213,8 +213,8 @@ def test_batch_loop_equals_single_points(monkeypatch):
         refs[:, i] = one
     for heap in (False, True):
         if heap:
-            monkeypatch.setattr(batchloop, "MAX_STACK_DOUBLES", 1)
-            assert "@malloc" in batchloop.batch_loop_module("k", "b", 3, 2)
+            monkeypatch.setattr(llvmbatch, "MAX_STACK_DOUBLES", 1)
+            assert "@malloc" in llvmbatch.batch_loop_module("k", "b", 3, 2)
         loop = load_batch_loop(kernel.symbol, 3, 2, len(fn))
         assert loop.kind == "scalar"
         for threads in (1, 3):

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler import llvmjit, llvmvec, nbruntime, ops, runtime
+from compiler import llvmjit, llvmsimd, nbruntime, ops, runtime
 from compiler.emitter import SimdMath
 from compiler.ir import Builder
-from compiler.llvmgen import llvm_module, supported_ops
+from compiler.llvmscalar import llvm_module, supported_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_one_record_is_all_a_new_primitive_needs(cube):
     res = vec([(pts, 0, 1)], pts.size)
     assert np.array_equal(res[0], expect, equal_nan=True) and np.all(res[1] == 3.375)
     # the IR names no helper lists: the template is the whole story
-    assert "fmul <4 x double>" in llvmvec.vector_module(fn, "k", SimdMath(4))
+    assert "fmul <4 x double>" in llvmsimd.vector_module(fn, "k", SimdMath(4))
     assert llvm_module(fn, "k").count("fmul double") == 2
 
 
@@ -138,7 +138,7 @@ def test_call_layer_has_no_exec_and_no_globals_rewriting():
     through a function's __globals__ (grep-able facts of the call layer)."""
     layer = ["symgrad/compile.py", "compiler/kernel.py", "compiler/signature.py",
              "compiler/parallel.py", "compiler/pyglue.py", "compiler/llvmjit.py",
-             "compiler/batchloop.py"]
+             "compiler/llvmbatch.py"]
     for rel in layer:
         tree = ast.parse((ROOT / rel).read_text())
         calls = [n.func.id for n in ast.walk(tree)

@@ -43,7 +43,7 @@ triangulated against numbers computed without it:
    AVX-512 machine). Python, numba, llvm scalar and SIMD with libm must equal
    ``ref`` bit for bit (nan positions and signs of zero included); SIMD with
    libmvec too for ``vector == "exact"`` ops (and pow's exact exponents),
-   within ``SIMD_ULPS`` (the bounds of :mod:`compiler.llvmvec`'s docstring)
+   within ``SIMD_ULPS`` (the bounds of :mod:`compiler.llvmsimd`'s docstring)
    for the libmvec ops.
 
 3. **The records themselves**: ``vector == "exact"`` records call no libm
@@ -65,7 +65,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from compiler import backends, codegen, host, ir, llvmjit, ops
+from compiler import host, ir, llvmjit, llvmobject, ops, pysource, sourceload
 from compiler.emitter import FunctionEmitter, Module, SimdMath, Val
 
 mpmath.mp.prec = 200
@@ -689,7 +689,7 @@ PROGRAM_ARITIES = {p.name: (p.arity,) for p in ops.all_primitives()
 PROGRAM_ARITIES.update(add=(1, 2, 3, 4), logsumexp=(1, 2, 3), piecewise=(2, 4),
                        and_=(1, 2, 3), or_=(1, 2, 3))
 
-# libmvec ops: doubles between a SIMD lane and ref (compiler.llvmvec's docstring; atan2 and
+# libmvec ops: doubles between a SIMD lane and ref (compiler.llvmsimd's docstring; atan2 and
 # logsumexp are not listed there: glibc's 4 ulp for atan2, and logsumexp's own
 # absolute bound, see _simd_ok)
 SIMD_ULPS = {"exp": 3, "tanh": 3, "sin": 3, "cos": 3, "tan": 3, "sinh": 3, "log": 2,
@@ -763,7 +763,7 @@ def _assert_identical(name, got, what):
 
 def run_python(name):
     fn = program(name)
-    k = backends.load_python(codegen.python_source(fn, "kernel"), "kernel")
+    k = sourceload.load_python(pysource.python_source(fn, "kernel"), "kernel")
     pts = grid()
     got = np.empty((fn.n_outputs, pts.shape[1]))
     out = np.empty(fn.n_outputs)
@@ -775,7 +775,7 @@ def run_python(name):
 
 def run_numba(name):
     fn = program(name)
-    mod, _, _ = backends.load_numba(codegen.python_source(fn, "kernel"), "kernel")
+    mod, _, _ = sourceload.load_numba(pysource.python_source(fn, "kernel"), "kernel")
     pts = grid()
     got = np.empty((fn.n_outputs, pts.shape[1]))
     out = np.empty(fn.n_outputs)
@@ -928,7 +928,7 @@ def _emit_module(name, lanes, args_spec, simd):
 def test_templates_verify(name):
     import llvmlite.binding as llvm
 
-    llvmjit._llvm()
+    llvmobject._llvm()
     machine = llvmjit.simd_math()
     maths = [(None, None), (4, SimdMath(4, {})), (8, SimdMath(8, {}))]
     if machine.table:

@@ -1,4 +1,4 @@
-"""SIMD batch kernels (:mod:`compiler.llvmvec`, ``BatchKernel``) against single-point calls.
+"""SIMD batch kernels (:mod:`compiler.llvmsimd`, ``BatchKernel``) against single-point calls.
 
 A batched call of a compiled function (``fn.value_and_grad(xs, ys)`` with
 arrays) no longer loops over points with the scalar kernel: both native back
@@ -58,10 +58,10 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 import symgrad as sg
 from compiler import host
-from compiler import llvmjit, llvmvec, runtime
+from compiler import llvmjit, llvmsimd, runtime
 from compiler.ir import Builder
 from compiler import ops as primitives
-from compiler.llvmgen import supported_ops
+from compiler.llvmscalar import supported_ops
 from compiler.llvmjit import load_llvm
 from compiler.emitter import SimdMath
 from symgrad.testing import wide_sum
@@ -514,12 +514,12 @@ def test_libm_forced_kernel_calls_no_libmvec():
     machine's table, libmvec symbols (when the machine has them)."""
     fn = sg.compile(sp.tanh(x) * sp.exp(y) + sg.softplus(x * y), [x, y], backend="llvm")
     lanes = llvmjit.simd_math().lanes
-    text = llvmvec.vector_module(fn.ir, "k", SimdMath(lanes, {}))
+    text = llvmsimd.vector_module(fn.ir, "k", SimdMath(lanes, {}))
     assert "_ZGV" not in text and "@tanh(double" in text
     assert f"<{lanes} x double>" in text
     table = llvmjit.simd_math().table
     if table:
-        text = llvmvec.vector_module(fn.ir, "k", llvmjit.simd_math())
+        text = llvmsimd.vector_module(fn.ir, "k", llvmjit.simd_math())
         assert table["tanh"] in text and table["exp"] in text and table["log1p"] in text
 
 
@@ -967,7 +967,7 @@ def big_fn():
 
 def test_big_program_falls_back(big_fn, math_mode2):
     fn, width = big_fn
-    assert len(fn.ir) > llvmvec.VEC_MAX_STATEMENTS
+    assert len(fn.ir) > llvmsimd.VEC_MAX_STATEMENTS
     assert llvmjit.load_vector(fn.ir) is None
     n = 2 * LANES + 5
     rng = np.random.default_rng(12)
@@ -980,7 +980,7 @@ def test_big_program_falls_back(big_fn, math_mode2):
     assert_same(v, rv, "values (scalar kernel, libm)")
     assert_same(g, rg, "grads (scalar kernel, libm)")
     # the forward program is small enough for a SIMD kernel
-    assert len(fn.ir_forward) <= llvmvec.VEC_MAX_STATEMENTS
+    assert len(fn.ir_forward) <= llvmsimd.VEC_MAX_STATEMENTS
     fw = fn(W)
     assert fn._fw.batch_kernel().kind == "simd"
     assert_batch(fw, rv, "forward (SIMD)")
@@ -992,11 +992,11 @@ def test_statement_limit_boundary(fns, backend, monkeypatch):
     batch runs through the back end's own batch entry, bit for bit per point."""
     fn = fns[backend]
     size = len(fn.ir)
-    monkeypatch.setattr(llvmvec, "VEC_MAX_STATEMENTS", size)
+    monkeypatch.setattr(llvmsimd, "VEC_MAX_STATEMENTS", size)
     assert llvmjit.load_vector(fn.ir) is not None
-    monkeypatch.setattr(llvmvec, "VEC_MAX_STATEMENTS", size - 1)
+    monkeypatch.setattr(llvmsimd, "VEC_MAX_STATEMENTS", size - 1)
     assert llvmjit.load_vector(fn.ir) is None
-    monkeypatch.setattr(llvmvec, "VEC_MAX_STATEMENTS", 0)
+    monkeypatch.setattr(llvmsimd, "VEC_MAX_STATEMENTS", 0)
     try:
         _forget_batch_kernels(fn)
         xs, ys = _xy(300, seed=30)

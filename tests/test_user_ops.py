@@ -19,7 +19,7 @@ import sympy as sp
 import symgrad as sg
 from compiler import ops
 from compiler.llvmjit import load_vector, simd_math
-from compiler.llvmvec import vector_module
+from compiler.llvmsimd import vector_module
 from compiler.ops.user import NativeForwardError, native_symbol
 from symgrad.check import finite_differences
 from symgrad.ops import registry
@@ -213,7 +213,7 @@ def test_changed_forward_never_reuses_compiled_code(fresh):
 
 def test_llvm_ir_names_a_symbol_not_an_address(fresh):
     head, op = _softsign_forward(fresh)
-    from compiler.llvmgen import llvm_module
+    from compiler.llvmscalar import llvm_module
 
     f = sg.compile(head(x), [x], backend="llvm")
     text = llvm_module(f.ir_forward, "K")

@@ -151,7 +151,7 @@ def _load_module(modname: str, text: str) -> types.ModuleType:
     """Import generated source from a real file in the cache directory (Numba
     caches only functions defined in files); the file is rewritten when its
     text differs from what it must hold."""
-    from compiler.backends import cache_dir
+    from compiler.sourceload import cache_dir
 
     module = sys.modules.get(modname)
     if module is not None:
@@ -517,7 +517,7 @@ def _ensure_native(name: str) -> str:
         symbol = native_symbol(name)
         sig = "float64(" + ", ".join(["float64"] * prim.arity) + ")"
         # not cached on disk: a cfunc would unpickle its cache files before
-        # compiler.backends could verify them
+        # compiler.sourceload could verify them
         compiled = cfunc(sig, cache=False, error_model="numpy")(prim.ref)
         jit.register_external(symbol, compiled.address)
         _NATIVE[name] = (compiled, symbol)

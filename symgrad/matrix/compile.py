@@ -1,7 +1,7 @@
 """Compile a layer-level loss and its gradient to loop code (Numba).
 
 The matrix gradient program (:mod:`symgrad.matrix.diff`) becomes an
-:class:`compiler.loopgen.ArrayProgram`: one array op per node, elementwise
+:class:`compiler.arrays.ArrayProgram`: one array op per node, elementwise
 bodies lowered through the scalar op table to SSA functions. Code size and
 compile time depend on the number of layers, not on their width; symbolic
 dimensions (a batch size ``n``) are read from the arguments at run time, so
@@ -15,9 +15,10 @@ from typing import Sequence
 import numpy as np
 import sympy as sp
 
-from compiler import backends
+from compiler import sourceload
 from compiler.ir import Builder
-from compiler.loopgen import ArrayOp, ArrayProgram, loop_source
+from compiler.arrays import ArrayOp, ArrayProgram
+from compiler.loopsource import loop_source
 from symgrad.lowering import emit_expr
 from symgrad.matrix.diff import matrix_program
 from symgrad.matrix.graph import placeholder
@@ -246,7 +247,7 @@ class CompiledLayers:
         if program_only:        # the caller compiles its own variant of the program
             return
         if backend == "numba":
-            mod, self.cache_path, self.cache_reused = backends.load_numba(
+            mod, self.cache_path, self.cache_reused = sourceload.load_numba(
                 self.source, "value_and_grad")
             self._vg = mod.value_and_grad
         else:
@@ -278,7 +279,7 @@ class CompiledLayers:
         """The loss value (a forward-only kernel, compiled on first use)."""
         if self._fw is None:
             if self._backend == "numba":
-                self._fw = backends.load_numba(self.source_forward, "forward")[0].forward
+                self._fw = sourceload.load_numba(self.source_forward, "forward")[0].forward
             else:
                 from compiler.llvmjit import load_loops
 

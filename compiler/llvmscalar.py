@@ -15,8 +15,8 @@ Module interface (all ``ptr`` are ``double*``)::
 
     void NAME(ptr in, ptr out)                        one point
 
-(batches run the SIMD kernel of :mod:`compiler.llvmvec`, or for programs
-too big for it the batch loop of :mod:`compiler.batchloop` around this one).
+(batches run the SIMD kernel of :mod:`compiler.llvmsimd`, or for programs
+too big for it the batch loop of :mod:`compiler.llvmbatch` around this one).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A batch loop around a scalar kernel, as LLVM IR.
 
-Programs too big for a SIMD batch kernel (:data:`compiler.llvmvec.VEC_MAX_STATEMENTS`)
+Programs too big for a SIMD batch kernel (:data:`compiler.llvmsimd.VEC_MAX_STATEMENTS`)
 and kernels compiled elsewhere (the numba back end's C entry) batch through
 this loop: one small function with the interface of the SIMD kernels, ::
 

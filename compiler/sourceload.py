@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 from compiler import objcache
-from compiler.codegen import source_hash
+from compiler.pysource import source_hash
 
 __all__ = ["cache_dir", "load_python", "load_numba"]
 
@@ -66,7 +66,7 @@ def _versions() -> str:
 def load_numba(source: str, name: str = "kernel", entry: str = "", extern: bool = False):
     """Compile kernel source with Numba through a cached ``.py`` file.
 
-    ``source`` may end with :func:`compiler.codegen.cfunc_source` (a C entry to
+    ``source`` may end with :func:`compiler.pysource.cfunc_source` (a C entry to
     the kernel). ``entry`` is optional extra source defining entry points,
     each jitted alongside the kernel (``def`` lines get ``@njit``; ``prange``
     entries get ``parallel=True``). ``extern=True``: ``source`` is a module

@@ -1,9 +1,7 @@
-"""Loop code for array programs (layer-level graphs) as Numba source.
+"""Array programs (:mod:`compiler.arrays`: layer-level graphs) as Numba source.
 
-An :class:`ArrayProgram` is a list of array operations over 2-D float64
-arrays whose sizes are integers or named runtime dimensions (the batch size
-``n``). The printer emits one Numba function of loops, so the code size
-depends on the number of layers, never on their width:
+The printer emits one Numba function of loops, so the code size depends on
+the number of layers, never on their width:
 
 * ``matmul``: loop order chosen from the operands' storage so the innermost
   loop runs over contiguous memory (``i,k,j`` for ``A*B``, ``k,i,j`` for
@@ -20,70 +18,11 @@ about SymPy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from compiler.codegen import _expr, _float_literal
+from compiler.arrays import ArrayOp, ArrayProgram, resolve  # noqa: F401 - ArrayOp: doctest
+from compiler.pysource import _expr, _float_literal
 from compiler.ir import CONST, INPUT, Function
 
-__all__ = ["ArrayOp", "ArrayProgram", "loop_source"]
-
-
-@dataclass(frozen=True)
-class ArrayOp:
-    """One node: ``kind`` in input/const/dim/matmul/transpose/ewise/reduce/bcast/trace/eye.
-
-    ``shape`` entries are ints or dimension names (identifiers). ``attr``:
-    input -> argument position; const -> float; dim -> (int factor, tuple of
-    dimension names); ewise -> scalar :class:`Function` of its arguments;
-    reduce -> "all" | "rows" | "cols" | "lse_rows" (log-sum-exp down each column).
-    """
-
-    kind: str
-    args: tuple
-    shape: tuple
-    attr: object = None
-
-
-@dataclass
-class ArrayProgram:
-    """Array ops in dependency order; ``outputs`` are op ids.
-
-    ``views`` (LLVM back end only) lets an ``input`` op read a block of a flat
-    argument, ``{op id: (offset, row stride)}``, and ``out_views`` lets an
-    output be written straight into a flat output vector,
-    ``{op id: (output vector, offset, row stride)}`` (sized by ``out_sizes``):
-    how a training step reads weights from, and writes gradients to,
-    micrograd's flat parameter vector without copies.
-    """
-
-    ops: list
-    outputs: list
-    n_args: int
-    dims: dict = field(default_factory=dict)   # name -> (argument position, axis)
-    views: dict = field(default_factory=dict)
-    out_views: dict = field(default_factory=dict)
-    out_sizes: list = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ops)
-
-
-def resolve(prog: ArrayProgram, i: int, r: str, c: str) -> tuple:
-    """``(node, row, column)`` holding element (r, c) of node i: through
-    transposes (swap), broadcasts (their source) and implicit broadcasting of
-    rows, columns and scalars (index 0 along a dimension of size 1)."""
-    while True:
-        op = prog.ops[i]
-        if op.shape[0] == 1:
-            r = "0"
-        if op.shape[1] == 1:
-            c = "0"
-        if op.kind == "transpose":
-            i, r, c = op.args[0], c, r
-        elif op.kind == "bcast":
-            i = op.args[0]
-        else:
-            return i, r, c
+__all__ = ["loop_source"]
 
 
 def _size(d) -> str:
@@ -228,7 +167,7 @@ class _Printer:
             self.emit(f"for j in range({c}):", 2)
             self.emit(f"s{i} += {self.elem(a, 'i', 'j')}", 3)
         elif op.attr == "lse_rows":  # log-sum-exp down each column -> (1, c): the record's
-            self.emit(f"m{i} = np.empty((1, {c}))", 1)   # m + log1p(rest), as in loopllvm
+            self.emit(f"m{i} = np.empty((1, {c}))", 1)   # m + log1p(rest), as in llvmloops
             self.emit(f"for j in range({c}):", 1)
             self.emit(f"top = {self.elem(a, '0', 'j')}", 2)
             self.emit(f"for i in range(1, {r}):", 2)

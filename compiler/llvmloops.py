@@ -1,4 +1,4 @@
-"""Array programs (:mod:`compiler.loopgen`) as LLVM IR loops.
+"""Array programs (:mod:`compiler.arrays`) as LLVM IR loops.
 
 The same loop nests the Numba printer writes, emitted as LLVM IR and
 compiled with llvmlite: compile time stays a fraction of a second whatever
@@ -6,7 +6,7 @@ the layer sizes (Numba needs seconds for a three-layer training step), and
 LLVM vectorises the contiguous inner loops. Dot-product accumulations carry
 the ``reassoc`` flag so they vectorise too (the only place where the order of
 floating-point additions is left to the compiler); elementwise bodies use the
-scalar templates of :mod:`compiler.llvmgen`, so they compute exactly what the
+scalar templates of :mod:`compiler.llvmscalar`, so they compute exactly what the
 straight-line kernels compute.
 
 Kernel interface (the caller allocates every array)::
@@ -24,8 +24,8 @@ from __future__ import annotations
 from compiler.ir import CONST, INPUT
 from compiler import ops
 from compiler.emitter import FunctionEmitter, Module, SimdMath, Val, hex_double
-from compiler.llvmgen import check_supported
-from compiler.loopgen import ArrayProgram, resolve
+from compiler.llvmscalar import check_supported
+from compiler.arrays import ArrayProgram, resolve
 
 __all__ = ["loop_module", "buffer_plan"]
 
@@ -425,7 +425,7 @@ def loop_module(prog: ArrayProgram, name: str = "kernel", blas: str | None = Non
     Examples
     --------
     >>> from compiler.ir import Builder
-    >>> from compiler.loopgen import ArrayOp, ArrayProgram
+    >>> from compiler.arrays import ArrayOp, ArrayProgram
     >>> b = Builder(1); sq = b.finish([b.op("mul", b.input(0), b.input(0))])
     >>> prog = ArrayProgram([ArrayOp("input", (), (3, "n"), 0), ArrayOp("ewise", (0,), (3, "n"), sq),
     ...                      ArrayOp("reduce", (1,), (1, 1), "all")], [2], 1, {"n": (0, 1)})

@@ -1,6 +1,6 @@
 """Print an SSA :class:`~compiler.ir.Function` as a SIMD batch kernel.
 
-The straight-line kernel of :mod:`compiler.llvmgen` evaluates one point. A
+The straight-line kernel of :mod:`compiler.llvmscalar` evaluates one point. A
 batched call evaluates the same program at n points, and the points are
 independent: here every SSA value becomes a ``<L x double>`` holding L
 points (L = 8 with AVX-512, 4 otherwise; see
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from compiler.emitter import FunctionEmitter, Module, SimdMath, Val
 from compiler.ir import CONST, INPUT, Function
-from compiler.llvmgen import check_supported
+from compiler.llvmscalar import check_supported
 
 __all__ = ["SimdMath", "vector_module", "VEC_MAX_STATEMENTS"]
 
